@@ -1,0 +1,190 @@
+import Database from 'better-sqlite3';
+import { AkiError } from '../errors.js';
+import type { HnswParams } from '../index/hnsw-index.js';
+import type { Metric } from '../index/metric.js';
+
+/** A collection's row in the catalog. */
+export interface CollectionRecord {
+  collectionId: string;
+  tenant: string;
+  database: string;
+  name: string;
+  dimension: number;
+  metric: Metric;
+  index: HnswParams;
+  createdAt: string;
+}
+
+interface CollectionRow {
+  collection_id: string;
+  tenant: string;
+  database: string;
+  name: string;
+  dimension: number;
+  metric: string;
+  index_params: string;
+  created_at: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS tenants (
+  name TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS databases (
+  tenant TEXT NOT NULL REFERENCES tenants(name),
+  name TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS collections (
+  collection_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  database TEXT NOT NULL,
+  name TEXT NOT NULL,
+  dimension INTEGER NOT NULL,
+  metric TEXT NOT NULL,
+  index_params TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  UNIQUE (tenant, database, name),
+  FOREIGN KEY (tenant, database) REFERENCES databases(tenant, name)
+);
+`;
+
+function toRecord(r: CollectionRow): CollectionRecord {
+  return {
+    collectionId: r.collection_id,
+    tenant: r.tenant,
+    database: r.database,
+    name: r.name,
+    dimension: r.dimension,
+    metric: r.metric as Metric,
+    index: JSON.parse(r.index_params) as HnswParams,
+    createdAt: r.created_at,
+  };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && (err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY');
+}
+
+/**
+ * The SQLite catalog (WAL mode): tenants, databases and collections. Every change is one
+ * transaction, durable when the call returns (synchronous = FULL).
+ */
+export class Catalog {
+  readonly #db: Database.Database;
+
+  constructor(file: string) {
+    this.#db = new Database(file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('foreign_keys = ON');
+    this.#db.pragma('busy_timeout = 5000');
+    this.#db.exec(SCHEMA);
+  }
+
+  /** Create the default tenant and database if absent (seed 000's auto-initialization). */
+  ensureDefaults(tenant: string, database: string): void {
+    const now = new Date().toISOString();
+    this.#db.transaction(() => {
+      this.#db.prepare('INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)').run(tenant, now);
+      this.#db.prepare('INSERT OR IGNORE INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, database, now);
+    })();
+  }
+
+  createTenant(name: string): void {
+    try {
+      this.#db.prepare('INSERT INTO tenants (name, created_at) VALUES (?, ?)').run(name, new Date().toISOString());
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AkiError('TENANT_ALREADY_EXISTS', { tenant: name });
+      throw err;
+    }
+  }
+
+  listTenants(): { name: string; createdAt: string }[] {
+    return (this.#db.prepare('SELECT name, created_at FROM tenants ORDER BY name').all() as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  hasTenant(name: string): boolean {
+    return this.#db.prepare('SELECT 1 FROM tenants WHERE name = ?').get(name) !== undefined;
+  }
+
+  dropTenant(name: string): void {
+    this.#db.transaction(() => {
+      if (!this.hasTenant(name)) throw new AkiError('TENANT_NOT_FOUND', { tenant: name });
+      const n = (this.#db.prepare('SELECT COUNT(*) AS n FROM databases WHERE tenant = ?').get(name) as { n: number }).n;
+      if (n > 0) throw new AkiError('DATABASE_NOT_EMPTY', { tenant: name }, `Tenant ${name} still holds databases`);
+      this.#db.prepare('DELETE FROM tenants WHERE name = ?').run(name);
+    })();
+  }
+
+  createDatabase(tenant: string, name: string): void {
+    if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
+    try {
+      this.#db.prepare('INSERT INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, name, new Date().toISOString());
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AkiError('DATABASE_ALREADY_EXISTS', { tenant, database: name });
+      throw err;
+    }
+  }
+
+  listDatabases(tenant: string): { name: string; createdAt: string }[] {
+    if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
+    return (this.#db.prepare('SELECT name, created_at FROM databases WHERE tenant = ? ORDER BY name').all(tenant) as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  /** Throws TENANT_NOT_FOUND or DATABASE_NOT_FOUND when the pair does not exist. */
+  requireDatabase(tenant: string, database: string): void {
+    if (this.#db.prepare('SELECT 1 FROM databases WHERE tenant = ? AND name = ?').get(tenant, database) !== undefined) return;
+    if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
+    throw new AkiError('DATABASE_NOT_FOUND', { tenant, database });
+  }
+
+  dropDatabase(tenant: string, name: string): void {
+    this.#db.transaction(() => {
+      this.requireDatabase(tenant, name);
+      const n = (this.#db.prepare('SELECT COUNT(*) AS n FROM collections WHERE tenant = ? AND database = ?').get(tenant, name) as { n: number }).n;
+      if (n > 0) throw new AkiError('DATABASE_NOT_EMPTY', { tenant, database: name });
+      this.#db.prepare('DELETE FROM databases WHERE tenant = ? AND name = ?').run(tenant, name);
+    })();
+  }
+
+  createCollection(rec: CollectionRecord): void {
+    this.requireDatabase(rec.tenant, rec.database);
+    try {
+      this.#db
+        .prepare('INSERT INTO collections (collection_id, tenant, database, name, dimension, metric, index_params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(rec.collectionId, rec.tenant, rec.database, rec.name, rec.dimension, rec.metric, JSON.stringify(rec.index), rec.createdAt);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new AkiError('COLLECTION_ALREADY_EXISTS', { tenant: rec.tenant, database: rec.database, collection: rec.name }, `Collection ${rec.name} already exists`);
+      throw err;
+    }
+  }
+
+  getCollection(tenant: string, database: string, name: string): CollectionRecord | undefined {
+    const r = this.#db.prepare('SELECT * FROM collections WHERE tenant = ? AND database = ? AND name = ?').get(tenant, database, name) as CollectionRow | undefined;
+    return r ? toRecord(r) : undefined;
+  }
+
+  getCollectionById(collectionId: string): CollectionRecord | undefined {
+    const r = this.#db.prepare('SELECT * FROM collections WHERE collection_id = ?').get(collectionId) as CollectionRow | undefined;
+    return r ? toRecord(r) : undefined;
+  }
+
+  listCollections(tenant: string, database: string): CollectionRecord[] {
+    return (this.#db.prepare('SELECT * FROM collections WHERE tenant = ? AND database = ? ORDER BY name').all(tenant, database) as CollectionRow[]).map(toRecord);
+  }
+
+  allCollectionIds(): string[] {
+    return (this.#db.prepare('SELECT collection_id FROM collections').all() as { collection_id: string }[]).map((r) => r.collection_id);
+  }
+
+  deleteCollection(collectionId: string): void {
+    this.#db.prepare('DELETE FROM collections WHERE collection_id = ?').run(collectionId);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

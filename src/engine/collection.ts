@@ -1,0 +1,809 @@
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { AkiError } from '../errors.js';
+import { compileFilter, type Filter, type Metadata, type Predicate } from '../index/filter.js';
+import { inverseNorm, presentDistance, rawDistance, toVector, type Metric } from '../index/metric.js';
+import { HnswIndex, type HnswParams } from '../index/hnsw-index.js';
+import { buildIndexInWorker } from '../index/index-builder.js';
+import { ManifestStore, type Manifest, type SegmentEntry } from '../storage/manifest.js';
+import { SegmentFile, writeSegmentFile, type SegmentRowInput } from '../storage/segment-file.js';
+import { Wal } from '../storage/wal.js';
+import { decodeWalOp, encodeWalOp, type StoredDoc, type WalOp } from '../storage/wal-record.js';
+import { Memtable, type MemEntry } from './memtable.js';
+import type { EngineOptions } from './options.js';
+import { planSegmentSearch } from './query-planner.js';
+import { Segment } from './segment.js';
+import { TopK } from './top-k.js';
+
+/** A document as callers write it. */
+export interface DocumentInput {
+  id: string;
+  vector: number[] | Float32Array;
+  metadata?: Metadata | null;
+  text?: string | null;
+}
+
+/** A document as `get` returns it. */
+export interface Document {
+  id: string;
+  vector: number[];
+  metadata: Metadata | null;
+  text: string | null;
+}
+
+export interface QueryRequest {
+  vector: number[] | Float32Array;
+  topK: number;
+  filter?: Filter;
+  efSearch?: number;
+  includeVector?: boolean;
+  includeMetadata?: boolean;
+}
+
+/** One match, best first: `distance` smaller is closer, `score` larger is closer. */
+export interface QueryMatch {
+  id: string;
+  score: number;
+  distance: number;
+  metadata?: Metadata | null;
+  vector?: number[];
+}
+
+export interface CollectionInfo {
+  collectionId: string;
+  name: string;
+  tenant: string;
+  database: string;
+  dimension: number;
+  metric: Metric;
+  index: HnswParams;
+  createdAt: string;
+}
+
+/** Counters and state a collection reports about itself. */
+export interface CollectionStats {
+  documents: number;
+  memtableEntries: number;
+  segments: number;
+  indexedSegments: number;
+  indexedRows: number;
+  rawRows: number;
+  lastLsn: number;
+  checkpointLsn: number;
+  manifestVersion: number;
+  walCorruptTails: number;
+  walDroppedBytes: number;
+  flushes: number;
+  merges: number;
+  indexBuilds: number;
+  /** True when every document sits in an indexed segment (or the collection is below the index threshold and flushed). */
+  fullyIndexed: boolean;
+}
+
+interface Location {
+  seg: Segment;
+  row: number;
+}
+
+const SEGMENT_FILE = /^seg-(\d+)\.(seg|hnsw)$/;
+
+/**
+ * One collection: WAL + memtable + immutable segments under versioned manifests.
+ *
+ * Contract: `upsert` and `delete` resolve after their WAL record is fsynced and applied; a query
+ * sees every write acknowledged before it started. Background work (flush, merge, index build)
+ * never blocks writers beyond one event-loop turn and is serialized per collection.
+ */
+export class Collection {
+  readonly info: CollectionInfo;
+  readonly #dir: string;
+  readonly #opts: EngineOptions;
+  readonly #manifests: ManifestStore;
+  #manifest: Manifest;
+  #wal: Wal;
+  #active = new Memtable();
+  /** Memtables being flushed, newest first. */
+  #frozen: Memtable[] = [];
+  #segments: Segment[] = [];
+  #locator = new Map<string, Location>();
+  #closed = false;
+  #dropped = false;
+  #maintenance: Promise<void> = Promise.resolve();
+  #maintenanceQueued = false;
+  #idleTimer: NodeJS.Timeout | null = null;
+  #lastWriteAt = 0;
+  readonly #abort = new AbortController();
+  #stats = { walCorruptTails: 0, walDroppedBytes: 0, flushes: 0, merges: 0, indexBuilds: 0 };
+
+  private constructor(info: CollectionInfo, dir: string, opts: EngineOptions, manifests: ManifestStore, manifest: Manifest, wal: Wal) {
+    this.info = info;
+    this.#dir = dir;
+    this.#opts = opts;
+    this.#manifests = manifests;
+    this.#manifest = manifest;
+    this.#wal = wal;
+  }
+
+  /** Open (or create) the collection stored in `dir`, replaying its WAL past the checkpoint. */
+  static async open(info: CollectionInfo, dir: string, opts: EngineOptions): Promise<Collection> {
+    const segDir = path.join(dir, 'segments');
+    await mkdir(segDir, { recursive: true });
+    const manifests = new ManifestStore(path.join(dir, 'manifests'));
+    const manifest = await manifests.load();
+    await removeUnreferencedFiles(segDir, manifest);
+    const segments: Segment[] = [];
+    try {
+      for (const entry of manifest.segments) segments.push(openSegment(segDir, entry, info, opts));
+    } catch (err) {
+      for (const s of segments) s.close();
+      throw err;
+    }
+    let corrupt = { tails: 0, bytes: 0 };
+    const { wal, replay } = await Wal.open(path.join(dir, 'wal'), manifest.checkpointLsn, {
+      sync: opts.walSync,
+      onCorruptTail: (t) => opts.logger.warn({ collection: info.name, ...t }, 'WAL tail is torn or corrupt; skipped it and kept the clean prefix'),
+    });
+    corrupt = { tails: replay.corruptTails, bytes: replay.droppedBytes };
+    const col = new Collection(info, dir, opts, manifests, manifest, wal);
+    col.#stats.walCorruptTails = corrupt.tails;
+    col.#stats.walDroppedBytes = corrupt.bytes;
+    col.#segments = segments;
+    col.#rebuildLiveness();
+    for (const r of replay.records) {
+      let op: WalOp;
+      try {
+        op = decodeWalOp(r.payload, info.dimension);
+      } catch (err) {
+        // A record that passed its CRC but does not decode was written by a broken build; keep
+        // what decodes rather than refuse to open.
+        col.#stats.walCorruptTails += 1;
+        opts.logger.warn({ collection: info.name, lsn: r.lsn, err: String(err) }, 'WAL record failed to decode; skipped');
+        continue;
+      }
+      col.#apply(op, r.lsn);
+    }
+    col.#scheduleMaintenance();
+    return col;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  get dimension(): number {
+    return this.info.dimension;
+  }
+
+  get metric(): Metric {
+    return this.info.metric;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Insert or replace documents; resolves once the batch is durable in the WAL. */
+  async upsert(docs: readonly DocumentInput[]): Promise<{ upserted: number; lsn: number }> {
+    this.#checkOpen();
+    if (!Array.isArray(docs)) throw new AkiError('INVALID_ARGUMENT', {}, 'upsert takes an array of documents');
+    if (docs.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { documents: docs.length, maxBatchDocuments: this.#opts.limits.maxBatchDocuments }, `A batch holds at most ${this.#opts.limits.maxBatchDocuments} documents`);
+    const stored = docs.map((d, i) => this.#validateDoc(d, i));
+    if (stored.length === 0) return { upserted: 0, lsn: this.#wal.lastLsn };
+    const op: WalOp = { type: 'upsert', docs: stored };
+    const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => this.#apply(op, l));
+    this.#afterWrite();
+    return { upserted: stored.length, lsn };
+  }
+
+  /** Delete by ids or by filter; resolves once durable with how many live documents it removed. */
+  async delete(req: { ids?: readonly string[]; filter?: Filter }): Promise<{ deleted: number; lsn: number }> {
+    this.#checkOpen();
+    if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'delete takes { ids } or { filter }');
+    const { ids, filter } = req;
+    if (ids === undefined && filter === undefined) throw new AkiError('INVALID_ARGUMENT', {}, 'delete needs ids or a filter');
+    const targets = new Set<string>();
+    if (ids !== undefined) {
+      if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new AkiError('INVALID_ARGUMENT', {}, 'ids must be an array of strings');
+      if (ids.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { ids: ids.length }, `At most ${this.#opts.limits.maxBatchDocuments} ids a call`);
+      for (const id of ids) targets.add(id);
+    }
+    if (filter !== undefined) {
+      const pred = compileFilter(filter, this.#opts.limits.filter);
+      // Narrow by ids when both are given; otherwise every live document that matches.
+      if (ids !== undefined) {
+        for (const id of [...targets]) if (!pred(this.#liveMetadata(id))) targets.delete(id);
+      } else {
+        this.#forEachLive((id, meta) => {
+          if (pred(meta)) targets.add(id);
+        });
+      }
+    }
+    if (targets.size === 0) return { deleted: 0, lsn: this.#wal.lastLsn };
+    const op: WalOp = { type: 'delete', ids: [...targets] };
+    let deleted = 0;
+    const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => {
+      deleted = this.#apply(op, l);
+    });
+    this.#afterWrite();
+    return { deleted, lsn };
+  }
+
+  #validateDoc(d: DocumentInput, i: number): StoredDoc {
+    const where = { index: i };
+    if (typeof d !== 'object' || d === null) throw new AkiError('INVALID_DOCUMENT', where, `Document ${i} is not an object`);
+    const { id, metadata, text } = d;
+    if (typeof id !== 'string' || id.length === 0) throw new AkiError('INVALID_DOCUMENT', where, `Document ${i} needs a non-empty string id`);
+    if (Buffer.byteLength(id, 'utf8') > this.#opts.limits.maxIdBytes) throw new AkiError('INVALID_DOCUMENT', { ...where, maxIdBytes: this.#opts.limits.maxIdBytes }, `Document ${i}: id longer than ${this.#opts.limits.maxIdBytes} bytes`);
+    const vector = toVector(d.vector, this.dimension, this.metric, { ...where, id });
+    let meta: Metadata | null = null;
+    if (metadata !== undefined && metadata !== null) {
+      if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: metadata must be a JSON object`);
+      let json: string;
+      try {
+        json = JSON.stringify(metadata);
+      } catch (err) {
+        throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: metadata is not JSON-serializable`, { cause: err });
+      }
+      if (Buffer.byteLength(json, 'utf8') > this.#opts.limits.maxMetadataBytes) throw new AkiError('PAYLOAD_TOO_LARGE', { ...where, id, maxMetadataBytes: this.#opts.limits.maxMetadataBytes }, `Document ${i}: metadata exceeds ${this.#opts.limits.maxMetadataBytes} bytes`);
+      // Store a JSON copy: later changes to the caller's object must not reach stored data.
+      meta = JSON.parse(json) as Metadata;
+    }
+    let txt: string | null = null;
+    if (text !== undefined && text !== null) {
+      if (typeof text !== 'string') throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: text must be a string`);
+      if (Buffer.byteLength(text, 'utf8') > this.#opts.limits.maxTextBytes) throw new AkiError('PAYLOAD_TOO_LARGE', { ...where, id }, `Document ${i}: text exceeds ${this.#opts.limits.maxTextBytes} bytes`);
+      txt = text;
+    }
+    return { id, vector, metadata: meta, text: txt };
+  }
+
+  /** Apply a durable WAL op to the memtable; returns how many live documents a delete removed. */
+  #apply(op: WalOp, lsn: number): number {
+    const mt = this.#active;
+    if (op.type === 'upsert') {
+      for (const d of op.docs) {
+        this.#supersede(d.id);
+        mt.set(d.id, { lsn, vector: d.vector, metadata: d.metadata, text: d.text, invNorm: inverseNorm(this.metric, d.vector) });
+      }
+      return op.docs.length;
+    }
+    let deleted = 0;
+    for (const id of op.ids) {
+      if (this.#isLive(id)) deleted += 1;
+      this.#supersede(id);
+      mt.set(id, { lsn, vector: null, metadata: null, text: null, invNorm: 0 });
+    }
+    return deleted;
+  }
+
+  /** Hide the segment copy of `id`: the memtable now holds its newest version. */
+  #supersede(id: string): void {
+    const loc = this.#locator.get(id);
+    if (loc) {
+      loc.seg.markDead(loc.row);
+      this.#locator.delete(id);
+    }
+  }
+
+  #isLive(id: string): boolean {
+    const e = this.#memEntry(id);
+    if (e) return e.vector !== null;
+    return this.#locator.has(id);
+  }
+
+  /** Newest memtable entry of `id` (active first, then frozen newest first). */
+  #memEntry(id: string): MemEntry | undefined {
+    const a = this.#active.entries.get(id);
+    if (a) return a;
+    for (const f of this.#frozen) {
+      const e = f.entries.get(id);
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  #liveMetadata(id: string): Metadata | null {
+    const e = this.#memEntry(id);
+    if (e) return e.vector ? e.metadata : null;
+    const loc = this.#locator.get(id);
+    return loc ? loc.seg.metadata[loc.row]! : null;
+  }
+
+  /** Visit every live document once. */
+  #forEachLive(fn: (id: string, metadata: Metadata | null) => void): void {
+    const mems = [this.#active, ...this.#frozen];
+    mems.forEach((mt, i) => {
+      for (const [id, e] of mt.entries) {
+        if (e.vector === null) continue;
+        if (i > 0 && mems.slice(0, i).some((newer) => newer.entries.has(id))) continue;
+        fn(id, e.metadata);
+      }
+    });
+    for (const seg of this.#segments) {
+      for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) fn(seg.ids[r]!, seg.metadata[r]!);
+    }
+  }
+
+  #afterWrite(): void {
+    this.#lastWriteAt = Date.now();
+    const c = this.#opts.compaction;
+    if (!c.enableBackground) return;
+    if (this.#active.ops >= c.thresholdOps || this.#wal.activeFileBytes >= c.thresholdBytes) this.#scheduleMaintenance();
+    if (this.#idleTimer === null) {
+      this.#idleTimer = setTimeout(() => this.#onIdleTimer(), c.idleFlushMs);
+      this.#idleTimer.unref();
+    }
+  }
+
+  #onIdleTimer(): void {
+    this.#idleTimer = null;
+    if (this.#closed) return;
+    const idleFor = Date.now() - this.#lastWriteAt;
+    if (idleFor < this.#opts.compaction.idleFlushMs) {
+      this.#idleTimer = setTimeout(() => this.#onIdleTimer(), this.#opts.compaction.idleFlushMs - idleFor);
+      this.#idleTimer.unref();
+      return;
+    }
+    this.#scheduleMaintenance(true);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Nearest live documents to `vector` that pass `filter`, best first. */
+  query(req: QueryRequest): Promise<QueryMatch[]> {
+    try {
+      return Promise.resolve(this.querySync(req));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Synchronous form of `query`, for callers already off the hot path of the event loop. */
+  querySync(req: QueryRequest): QueryMatch[] {
+    this.#checkOpen();
+    if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'query takes a request object');
+    const { topK } = req;
+    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1 || topK > this.#opts.limits.maxTopK) throw new AkiError('INVALID_TOP_K', { topK: topK as unknown, max: this.#opts.limits.maxTopK }, `topK must be an integer in 1..${this.#opts.limits.maxTopK}`);
+    const ef = req.efSearch ?? this.info.index.efSearch;
+    if (typeof ef !== 'number' || !Number.isInteger(ef) || ef < 1 || ef > 10_000) throw new AkiError('INVALID_ARGUMENT', { efSearch: ef as unknown }, 'efSearch must be an integer in 1..10000');
+    const q = toVector(req.vector, this.dimension, this.metric, { field: 'vector' });
+    const pred = req.filter === undefined || req.filter === null ? null : compileFilter(req.filter, this.#opts.limits.filter);
+    const qInv = inverseNorm(this.metric, q);
+    const top = new TopK<Hit>(topK);
+
+    // Memtables: exact scan, newest version of each id only.
+    const mems = [this.#active, ...this.#frozen];
+    for (let m = 0; m < mems.length; m++) {
+      for (const [id, e] of mems[m]!.entries) {
+        if (e.vector === null) continue;
+        if (m > 0 && shadowed(mems, m, id)) continue;
+        if (pred && !pred(e.metadata)) continue;
+        const d = rawDistance(this.metric, q, 0, e.vector, 0, this.dimension, qInv, e.invNorm);
+        if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
+      }
+    }
+    for (const seg of this.#segments) {
+      if (seg.aliveCount === 0) continue;
+      this.#searchSegment(seg, q, qInv, pred, topK, ef, top);
+    }
+    const { metric } = this;
+    const includeMetadata = req.includeMetadata ?? true;
+    return top.sorted().map(({ distance, item }) => {
+      const shown = presentDistance(metric, distance);
+      const match: QueryMatch = { id: item.id, score: shown.score, distance: shown.distance };
+      if (includeMetadata) match.metadata = item.kind === 'mem' ? item.entry.metadata : item.seg.metadata[item.row]!;
+      if (req.includeVector) match.vector = Array.from(item.kind === 'mem' ? item.entry.vector! : item.seg.readVectors([item.row]));
+      return match;
+    });
+  }
+
+  #searchSegment(seg: Segment, q: Float32Array, qInv: number, pred: Predicate | null, k: number, ef: number, top: TopK<Hit>): void {
+    let matches: Int32Array | null = null;
+    let matchCount = seg.aliveCount;
+    let matchMask: Uint8Array = seg.alive;
+    if (pred) {
+      // Exact selectivity: the predicate over every live row of the segment.
+      const mask = new Uint8Array(seg.rowCount);
+      const rows: number[] = [];
+      for (let r = 0; r < seg.rowCount; r++) {
+        if (seg.alive[r] === 1 && pred(seg.metadata[r]!)) {
+          mask[r] = 1;
+          rows.push(r);
+        }
+      }
+      matches = Int32Array.from(rows);
+      matchCount = rows.length;
+      matchMask = mask;
+      if (matchCount === 0) return;
+    }
+    const plan = planSegmentSearch({ indexed: seg.index !== null, indexSize: seg.index?.size ?? 0, matchCount, k, ef });
+    if (plan.kind === 'hnsw') {
+      let fetch = plan.fetch;
+      for (;;) {
+        const hits = seg.index!.search(q, fetch, ef);
+        let accepted = 0;
+        for (let i = 0; i < hits.keys.length; i++) {
+          const row = seg.rowOfKey(Number(hits.keys[i]!));
+          if (row < 0 || matchMask[row] !== 1) continue;
+          accepted += 1;
+          const d = hits.distances[i]!;
+          if (d < top.worst) top.push(d, { kind: 'seg', seg, row, id: seg.ids[row]! });
+        }
+        // Enough matching rows among the nearest `fetch` means the true nearest matches are
+        // among them; too few (a filter that selects rows far from the query) widens the search,
+        // and past the cap falls back to an exact scan of the matching rows.
+        if (accepted >= Math.min(k, matchCount) || hits.keys.length < fetch) return;
+        fetch *= 4;
+        if (fetch > plan.maxFetch) break;
+      }
+      top.removeWhere((item) => item.kind === 'seg' && item.seg === seg);
+    }
+    if (!matches) {
+      const rows: number[] = [];
+      for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) rows.push(r);
+      matches = Int32Array.from(rows);
+    }
+    this.#exactScan(seg, q, qInv, matches, top);
+  }
+
+  #exactScan(seg: Segment, q: Float32Array, qInv: number, rows: Int32Array, top: TopK<Hit>): void {
+    const dim = this.dimension;
+    const metric = this.metric;
+    const CHUNK = 2048;
+    for (let s = 0; s < rows.length; s += CHUNK) {
+      const part = rows.subarray(s, Math.min(rows.length, s + CHUNK));
+      const inMemory = seg.vectors !== null;
+      const vecs = inMemory ? seg.vectors! : seg.readVectors(part);
+      for (let i = 0; i < part.length; i++) {
+        const row = part[i]!;
+        const off = inMemory ? row * dim : i * dim;
+        const inv = seg.invNorms ? seg.invNorms[row]! : inverseNorm(metric, vecs, off, dim);
+        const d = rawDistance(metric, q, 0, vecs, off, dim, qInv, inv);
+        if (d < top.worst) top.push(d, { kind: 'seg', seg, row, id: seg.ids[row]! });
+      }
+    }
+  }
+
+  /** Documents by id, in the order asked; null where absent or deleted. */
+  async get(ids: readonly string[]): Promise<(Document | null)[]> {
+    this.#checkOpen();
+    if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new AkiError('INVALID_ARGUMENT', {}, 'get takes an array of string ids');
+    if (ids.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { ids: ids.length }, `At most ${this.#opts.limits.maxBatchDocuments} ids a call`);
+    return ids.map((id) => {
+      const e = this.#memEntry(id);
+      if (e) return e.vector ? { id, vector: Array.from(e.vector), metadata: e.metadata, text: e.text } : null;
+      const loc = this.#locator.get(id);
+      if (!loc) return null;
+      return { id, vector: Array.from(loc.seg.readVectors([loc.row])), metadata: loc.seg.metadata[loc.row]!, text: loc.seg.texts[loc.row]! };
+    });
+  }
+
+  /** Number of live documents. */
+  async count(): Promise<number> {
+    this.#checkOpen();
+    return this.#countLive();
+  }
+
+  #countLive(): number {
+    let n = 0;
+    const mems = [this.#active, ...this.#frozen];
+    for (let m = 0; m < mems.length; m++) {
+      for (const [id, e] of mems[m]!.entries) if (e.vector !== null && !(m > 0 && shadowed(mems, m, id))) n += 1;
+    }
+    for (const s of this.#segments) n += s.aliveCount;
+    return n;
+  }
+
+  stats(): CollectionStats {
+    const indexed = this.#segments.filter((s) => s.index !== null);
+    const raw = this.#segments.filter((s) => s.index === null);
+    const rawRows = raw.reduce((a, s) => a + s.aliveCount, 0);
+    const memEntries = this.#active.size + this.#frozen.reduce((a, f) => a + f.size, 0);
+    return {
+      documents: this.#countLive(),
+      memtableEntries: memEntries,
+      segments: this.#segments.length,
+      indexedSegments: indexed.length,
+      indexedRows: indexed.reduce((a, s) => a + s.aliveCount, 0),
+      rawRows,
+      lastLsn: this.#wal.lastLsn,
+      checkpointLsn: this.#manifest.checkpointLsn,
+      manifestVersion: this.#manifest.version,
+      ...this.#stats,
+      fullyIndexed: memEntries === 0 && (rawRows === 0 || (indexed.length === 0 && raw.length <= 1 && rawRows < this.#opts.hnsw.threshold)),
+    };
+  }
+
+  // ---------------------------------------------------------------- maintenance
+
+  /** Flush the memtable to a segment now; resolves when the segment and manifest are durable. */
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueue(() => this.#flush());
+  }
+
+  /** Flush, then merge every segment into one, dropping overwritten and deleted rows; builds the index when large enough. */
+  async compact(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueue(async () => {
+      await this.#flush();
+      if (this.#segments.length > 1 || this.#segments.some((s) => s.aliveCount < s.rowCount || s.tombstones.length > 0 || (s.index === null && s.rowCount >= this.#opts.hnsw.threshold))) await this.#merge();
+    });
+  }
+
+  /** Resolve once background work has caught up: memtable flushed and segments indexed per policy. */
+  async waitForIndexing(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueue(async () => {
+      await this.#flush();
+      if (this.#mergeWanted(true)) await this.#merge();
+    });
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.#maintenance.then(() => (this.#closed ? undefined : task()));
+    this.#maintenance = run.catch((err: unknown) => {
+      if (!this.#closed) this.#opts.logger.error({ collection: this.name, err: String(err) }, 'Collection maintenance failed');
+    });
+    return run;
+  }
+
+  /** Queue one background pass (flush if due, merge if due); never leaves a promise floating. */
+  #scheduleMaintenance(idle = false): void {
+    if (!this.#opts.compaction.enableBackground || this.#maintenanceQueued || this.#closed) return;
+    this.#maintenanceQueued = true;
+    void this.#enqueue(async () => {
+      this.#maintenanceQueued = false;
+      const c = this.#opts.compaction;
+      const isIdle = idle || Date.now() - this.#lastWriteAt >= c.idleFlushMs;
+      if (this.#active.ops >= c.thresholdOps || this.#wal.activeFileBytes >= c.thresholdBytes || (isIdle && this.#active.size > 0)) await this.#flush();
+      if (this.#mergeWanted(isIdle)) await this.#merge();
+      if (this.#active.ops >= c.thresholdOps || this.#mergeWanted(false)) this.#scheduleMaintenance();
+    });
+  }
+
+  #mergeWanted(idle: boolean): boolean {
+    const segs = this.#segments;
+    if (segs.length === 0) return false;
+    const threshold = this.#opts.hnsw.threshold;
+    const raw = segs.filter((s) => s.index === null);
+    const rawRows = raw.reduce((a, s) => a + s.aliveCount, 0);
+    const total = segs.reduce((a, s) => a + s.aliveCount, 0);
+    if (segs.length > this.#opts.compaction.maxSegments) return true;
+    if (rawRows >= threshold) return true;
+    if (idle && raw.length > 0 && total >= threshold) return true;
+    if (idle && raw.length > 1) return true;
+    // Mostly-dead segments waste memory and over-fetch: rewrite them.
+    return segs.some((s) => s.rowCount >= 1024 && s.aliveCount < s.rowCount * 0.7);
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#active.size > 0) {
+      await this.#wal.rotate((boundary) => {
+        this.#active.walBoundary = boundary;
+        this.#frozen.unshift(this.#active);
+        this.#active = new Memtable();
+      });
+    }
+    // Oldest first; a memtable whose flush failed stays frozen and is retried here, so the WAL
+    // it lives in is never checkpointed away before its segment is durable.
+    while (this.#frozen.length > 0) await this.#flushFrozen(this.#frozen.at(-1)!);
+  }
+
+  async #flushFrozen(mt: Memtable): Promise<void> {
+    const segDir = path.join(this.#dir, 'segments');
+    const id = this.#manifest.nextSegmentId;
+    let nextKey = this.#manifest.nextRowKey;
+    const rows: (SegmentRowInput & { vector: Float32Array })[] = [];
+    const tombs: [string, number][] = [];
+    for (const [docId, e] of mt.entries) {
+      if (e.vector === null) tombs.push([docId, e.lsn]);
+      else rows.push({ id: docId, key: nextKey++, lsn: e.lsn, metadata: e.metadata, text: e.text, vector: e.vector });
+    }
+    const dim = this.dimension;
+    const file = `seg-${id}.seg`;
+    const { bytes, header } = await writeSegmentFile(path.join(segDir, file), dim, rows, (s, e) => packVectors(rows, s, e, dim), tombs);
+    const entry: SegmentEntry = { id, file, rows: rows.length, tombstones: tombs.length, minLsn: header.minLsn, maxLsn: header.maxLsn, bytes };
+    const next: Manifest = { ...this.#manifest, version: this.#manifest.version + 1, checkpointLsn: Math.max(this.#manifest.checkpointLsn, mt.walBoundary), nextSegmentId: id + 1, nextRowKey: nextKey, segments: [...this.#manifest.segments, entry] };
+    const segFile = SegmentFile.open(path.join(segDir, file));
+    let seg: Segment;
+    try {
+      seg = new Segment(entry, segFile, segFile.readData(), null, packVectors(rows, 0, rows.length, dim), this.metric);
+      await this.#manifests.publish(next);
+    } catch (err) {
+      segFile.close();
+      throw err;
+    }
+    // Install: the segment replaces the frozen memtable in one synchronous step.
+    this.#manifest = next;
+    for (let r = 0; r < seg.rowCount; r++) {
+      const docId = seg.ids[r]!;
+      if (this.#newerMemtableHas(mt, docId)) continue;
+      seg.markAlive(r);
+      this.#locator.set(docId, { seg, row: r });
+    }
+    this.#segments.push(seg);
+    this.#frozen = this.#frozen.filter((f) => f !== mt);
+    this.#stats.flushes += 1;
+    await this.#wal.deleteThrough(next.checkpointLsn);
+  }
+
+  #newerMemtableHas(mt: Memtable, id: string): boolean {
+    if (this.#active.entries.has(id)) return true;
+    for (const f of this.#frozen) {
+      if (f === mt) return false;
+      if (f.entries.has(id)) return true;
+    }
+    return false;
+  }
+
+  /** Merge every segment into one; rows dead at the start are dropped, tombstones too (nothing older remains). */
+  async #merge(): Promise<void> {
+    const inputs = [...this.#segments];
+    if (inputs.length === 0) return;
+    const segDir = path.join(this.#dir, 'segments');
+    const dim = this.dimension;
+    const picked: { seg: Segment; row: number; key: number }[] = [];
+    for (const seg of inputs) for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) picked.push({ seg, row: r, key: seg.keys[r]! });
+    picked.sort((a, b) => a.key - b.key);
+    const id = this.#manifest.nextSegmentId;
+    const file = `seg-${id}.seg`;
+    const rows: SegmentRowInput[] = picked.map((p) => ({ id: p.seg.ids[p.row]!, key: p.key, lsn: p.seg.lsns[p.row]!, metadata: p.seg.metadata[p.row]!, text: p.seg.texts[p.row]! }));
+    const source = (start: number, end: number): Float32Array => {
+      const out = new Float32Array((end - start) * dim);
+      // Group the chunk's rows by input segment so each segment is read in ascending runs.
+      const groups = new Map<Segment, { rows: number[]; at: number[] }>();
+      for (let i = start; i < end; i++) {
+        const p = picked[i]!;
+        let g = groups.get(p.seg);
+        if (!g) groups.set(p.seg, (g = { rows: [], at: [] }));
+        g.rows.push(p.row);
+        g.at.push(i - start);
+      }
+      for (const [seg, g] of groups) {
+        const vecs = seg.readVectors(g.rows);
+        g.at.forEach((pos, j) => out.set(vecs.subarray(j * dim, (j + 1) * dim), pos * dim));
+      }
+      return out;
+    };
+    const { bytes, header } = await writeSegmentFile(path.join(segDir, file), dim, rows, source, []);
+    const entry: SegmentEntry = { id, file, rows: rows.length, tombstones: 0, minLsn: header.minLsn, maxLsn: header.maxLsn, bytes };
+    const params = this.info.index;
+    if (rows.length >= this.#opts.hnsw.threshold) {
+      const indexFile = `seg-${id}.hnsw`;
+      // Extend the largest existing index when most of it is still live: cost then follows the
+      // new rows, not the whole collection.
+      const base = inputs.filter((s) => s.index !== null).sort((a, b) => b.rowCount - a.rowCount)[0];
+      const job = {
+        segmentFile: path.join(segDir, file),
+        indexFile: path.join(segDir, indexFile),
+        dimension: dim,
+        metric: this.metric,
+        params,
+        threads: this.#opts.hnsw.buildThreads,
+      };
+      let workerJob: Parameters<typeof buildIndexInWorker>[0] = job;
+      if (base && base.entry.index && base.aliveCount >= base.rowCount * 0.7) {
+        const removeKeys: number[] = [];
+        for (let r = 0; r < base.rowCount; r++) if (base.alive[r] === 0) removeKeys.push(base.keys[r]!);
+        const addPositions: number[] = [];
+        picked.forEach((p, i) => {
+          if (p.seg !== base) addPositions.push(i);
+        });
+        workerJob = { ...job, baseIndexFile: path.join(segDir, base.entry.index.file), removeKeys, addPositions };
+      }
+      const built = await buildIndexInWorker(workerJob, this.#abort.signal);
+      this.#stats.indexBuilds += 1;
+      entry.index = { file: indexFile, quantization: params.quantization, m: params.m, efConstruction: params.efConstruction, bytes: built.bytes };
+    }
+    const seg = openSegment(segDir, entry, this.info, this.#opts);
+    const next: Manifest = { ...this.#manifest, version: this.#manifest.version + 1, nextSegmentId: id + 1, segments: [...this.#manifest.segments.filter((e) => !inputs.some((s) => s.entry.id === e.id)), entry] };
+    // Segments flushed while this merge ran are newer than every input: the merged segment goes first.
+    next.segments = [entry, ...next.segments.filter((e) => e !== entry)];
+    try {
+      await this.#manifests.publish(next);
+    } catch (err) {
+      seg.close();
+      throw err;
+    }
+    // Install in one synchronous step: a row stays live only if its input row still is.
+    this.#manifest = next;
+    for (let i = 0; i < picked.length; i++) {
+      const p = picked[i]!;
+      if (p.seg.alive[p.row] !== 1) continue;
+      seg.markAlive(i);
+      this.#locator.set(seg.ids[i]!, { seg, row: i });
+    }
+    this.#segments = [seg, ...this.#segments.filter((s) => !inputs.includes(s))];
+    this.#stats.merges += 1;
+    for (const s of inputs) {
+      s.close();
+      await unlink(path.join(segDir, s.entry.file)).catch(() => undefined);
+      if (s.entry.index) await unlink(path.join(segDir, s.entry.index.file)).catch(() => undefined);
+    }
+  }
+
+  /** Rebuild alive bitmaps and the id locator from the segments (newest wins). */
+  #rebuildLiveness(): void {
+    this.#locator.clear();
+    const seen = new Set<string>();
+    for (let i = this.#segments.length - 1; i >= 0; i--) {
+      const seg = this.#segments[i]!;
+      for (let r = 0; r < seg.rowCount; r++) {
+        const id = seg.ids[r]!;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        seg.markAlive(r);
+        this.#locator.set(id, { seg, row: r });
+      }
+      for (const [id] of seg.tombstones) seen.add(id);
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  #checkOpen(): void {
+    if (this.#dropped) throw new AkiError('COLLECTION_NOT_FOUND', { collection: this.name, dropped: true }, `Collection ${this.name} was dropped`);
+    if (this.#closed) throw new AkiError('CLOSED', { collection: this.name }, `Collection ${this.name} is closed`);
+  }
+
+  /** Stop background work (aborting an index build), wait for in-flight writes, close files. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#abort.abort();
+    await this.#maintenance;
+    await this.#wal.close();
+    for (const s of this.#segments) s.close();
+  }
+
+  /** Close and mark dropped: every later call answers COLLECTION_NOT_FOUND. */
+  async markDropped(): Promise<void> {
+    this.#dropped = true;
+    await this.close();
+  }
+}
+
+type Hit = { kind: 'mem'; entry: MemEntry; id: string } | { kind: 'seg'; seg: Segment; row: number; id: string };
+
+function shadowed(mems: Memtable[], m: number, id: string): boolean {
+  for (let n = 0; n < m; n++) if (mems[n]!.entries.has(id)) return true;
+  return false;
+}
+
+function packVectors(rows: readonly { vector: Float32Array }[], start: number, end: number, dim: number): Float32Array {
+  const out = new Float32Array((end - start) * dim);
+  for (let i = start; i < end; i++) out.set(rows[i]!.vector, (i - start) * dim);
+  return out;
+}
+
+function openSegment(segDir: string, entry: SegmentEntry, info: CollectionInfo, opts: EngineOptions): Segment {
+  const file = SegmentFile.open(path.join(segDir, entry.file));
+  try {
+    const data = file.readData();
+    if (entry.index) {
+      file.verifyVectors();
+      const idx = entry.index;
+      const index = HnswIndex.view(path.join(segDir, idx.file), info.dimension, info.metric, { ...info.index, m: idx.m, efConstruction: idx.efConstruction, quantization: idx.quantization as HnswParams['quantization'] });
+      return new Segment(entry, file, data, index, null, info.metric);
+    }
+    return new Segment(entry, file, data, null, file.readAllVectors(), info.metric);
+  } catch (err) {
+    file.close();
+    if (err instanceof AkiError) throw err;
+    opts.logger.error({ collection: info.name, segment: entry.file, err: String(err) }, 'Segment failed to open');
+    throw new AkiError('STORAGE_CORRUPT', { file: entry.file }, `Segment ${entry.file} failed to open`, { cause: err });
+  }
+}
+
+/** Delete segment and index files the manifest does not name: leftovers of interrupted flushes and merges. */
+async function removeUnreferencedFiles(segDir: string, manifest: Manifest): Promise<void> {
+  const keep = new Set<string>();
+  for (const s of manifest.segments) {
+    keep.add(s.file);
+    if (s.index) keep.add(s.index.file);
+  }
+  for (const name of await readdir(segDir)) {
+    if (keep.has(name)) continue;
+    if (SEGMENT_FILE.test(name) || name.includes('.tmp')) await unlink(path.join(segDir, name)).catch(() => undefined);
+  }
+}

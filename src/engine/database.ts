@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Catalog, type CollectionRecord } from '../catalog/catalog.js';
+import { AkiError } from '../errors.js';
+import { QUANTIZATIONS, type HnswParams, type Quantization } from '../index/hnsw-index.js';
+import { isMetric, type Metric } from '../index/metric.js';
+import { Collection } from './collection.js';
+import { resolveEngineOptions, type EngineOptions, type EngineOptionsInput } from './options.js';
+
+export const DEFAULT_TENANT = 'default';
+export const DEFAULT_DATABASE = 'default';
+const NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+
+/** Options of `AkiDB.open`. */
+export interface OpenOptions extends EngineOptionsInput {
+  dataDir: string;
+  /** SQLite catalog file; defaults to `<dataDir>/metadata.db`. */
+  catalogPath?: string;
+  /** Create the default tenant and database on first open (default true). */
+  autoInitialize?: boolean;
+}
+
+/** What `createCollection` takes. */
+export interface CreateCollectionSpec {
+  name: string;
+  dimension: number;
+  metric?: Metric;
+  index?: { m?: number; efConstruction?: number; efSearch?: number; quantization?: Quantization };
+}
+
+/** Validate a tenant, database or collection name before it reaches SQL or a path. */
+export function validateName(kind: string, name: unknown): string {
+  if (typeof name !== 'string' || !NAME.test(name) || name === '.' || name === '..') throw new AkiError('INVALID_NAME', { [kind]: typeof name === 'string' ? name.slice(0, 300) : name }, `${kind} names must match [A-Za-z0-9_.-]{1,255}`);
+  return name;
+}
+
+function intIn(value: unknown, min: number, max: number, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new AkiError('INVALID_INDEX_PARAMS', { field, value, min, max }, `${field} must be an integer in ${min}..${max}`);
+  return value;
+}
+
+/** The collections of one tenant / database pair. */
+export class DatabaseScope {
+  constructor(
+    readonly db: AkiDB,
+    readonly tenant: string,
+    readonly database: string,
+  ) {}
+
+  createCollection(spec: CreateCollectionSpec): Promise<Collection> {
+    return this.db._createCollection(this.tenant, this.database, spec);
+  }
+
+  getCollection(name: string): Promise<Collection> {
+    return this.db._getCollection(this.tenant, this.database, name);
+  }
+
+  listCollections(): Promise<CollectionRecord[]> {
+    return this.db._listCollections(this.tenant, this.database);
+  }
+
+  dropCollection(name: string): Promise<void> {
+    return this.db._dropCollection(this.tenant, this.database, name);
+  }
+}
+
+/**
+ * An AkiDB instance over one data directory: the catalog plus every collection, opened lazily.
+ * One process at a time may hold a data directory (LOCK file).
+ */
+export class AkiDB {
+  readonly dataDir: string;
+  readonly options: EngineOptions;
+  readonly #catalog: Catalog;
+  readonly #open = new Map<string, Promise<Collection>>();
+  readonly #lockFile: string;
+  #closed = false;
+
+  private constructor(dataDir: string, options: EngineOptions, catalog: Catalog, lockFile: string) {
+    this.dataDir = dataDir;
+    this.options = options;
+    this.#catalog = catalog;
+    this.#lockFile = lockFile;
+  }
+
+  /** Open (creating on first use) the data directory. Throws DATA_DIR_LOCKED if another live process holds it. */
+  static async open(opts: OpenOptions): Promise<AkiDB> {
+    if (typeof opts?.dataDir !== 'string' || opts.dataDir.length === 0) throw new AkiError('INVALID_ARGUMENT', {}, 'open needs a dataDir');
+    const dataDir = path.resolve(opts.dataDir);
+    const options = resolveEngineOptions(opts);
+    await mkdir(path.join(dataDir, 'collections'), { recursive: true });
+    const lockFile = path.join(dataDir, 'LOCK');
+    await acquireLock(lockFile);
+    let catalog: Catalog;
+    try {
+      catalog = new Catalog(opts.catalogPath ?? path.join(dataDir, 'metadata.db'));
+      if (opts.autoInitialize ?? true) catalog.ensureDefaults(DEFAULT_TENANT, DEFAULT_DATABASE);
+      await removeOrphanCollectionDirs(path.join(dataDir, 'collections'), new Set(catalog.allCollectionIds()));
+    } catch (err) {
+      await unlink(lockFile).catch(() => undefined);
+      throw err;
+    }
+    return new AkiDB(dataDir, options, catalog, lockFile);
+  }
+
+  /** The collections of a tenant and database (validated lazily, at each call). */
+  database(tenant = DEFAULT_TENANT, database = DEFAULT_DATABASE): DatabaseScope {
+    return new DatabaseScope(this, validateName('tenant', tenant), validateName('database', database));
+  }
+
+  createCollection(spec: CreateCollectionSpec): Promise<Collection> {
+    return this._createCollection(DEFAULT_TENANT, DEFAULT_DATABASE, spec);
+  }
+
+  getCollection(name: string): Promise<Collection> {
+    return this._getCollection(DEFAULT_TENANT, DEFAULT_DATABASE, name);
+  }
+
+  listCollections(): Promise<CollectionRecord[]> {
+    return this._listCollections(DEFAULT_TENANT, DEFAULT_DATABASE);
+  }
+
+  dropCollection(name: string): Promise<void> {
+    return this._dropCollection(DEFAULT_TENANT, DEFAULT_DATABASE, name);
+  }
+
+  /** A collection by its UUID, in whatever tenant and database it lives. */
+  async getCollectionById(collectionId: string): Promise<Collection> {
+    this.#checkOpen();
+    const rec = this.#catalog.getCollectionById(collectionId);
+    if (!rec) throw new AkiError('COLLECTION_NOT_FOUND', { collectionId });
+    return this.#openCollection(rec);
+  }
+
+  async createTenant(name: string): Promise<void> {
+    this.#checkOpen();
+    this.#catalog.createTenant(validateName('tenant', name));
+  }
+
+  async listTenants(): Promise<{ name: string; createdAt: string }[]> {
+    this.#checkOpen();
+    return this.#catalog.listTenants();
+  }
+
+  async dropTenant(name: string): Promise<void> {
+    this.#checkOpen();
+    this.#catalog.dropTenant(validateName('tenant', name));
+  }
+
+  async createDatabase(tenant: string, name: string): Promise<void> {
+    this.#checkOpen();
+    this.#catalog.createDatabase(validateName('tenant', tenant), validateName('database', name));
+  }
+
+  async listDatabases(tenant: string): Promise<{ name: string; createdAt: string }[]> {
+    this.#checkOpen();
+    return this.#catalog.listDatabases(validateName('tenant', tenant));
+  }
+
+  async dropDatabase(tenant: string, name: string): Promise<void> {
+    this.#checkOpen();
+    this.#catalog.dropDatabase(validateName('tenant', tenant), validateName('database', name));
+  }
+
+  /** @internal */
+  async _createCollection(tenant: string, database: string, spec: CreateCollectionSpec): Promise<Collection> {
+    this.#checkOpen();
+    if (typeof spec !== 'object' || spec === null) throw new AkiError('INVALID_ARGUMENT', {}, 'createCollection takes { name, dimension, metric }');
+    const name = validateName('collection', spec.name);
+    const { dimension } = spec;
+    if (typeof dimension !== 'number' || !Number.isInteger(dimension) || dimension < 1 || dimension > 4096) throw new AkiError('INVALID_DIMENSION', { dimension: dimension as unknown });
+    const metric = spec.metric ?? 'cosine';
+    if (!isMetric(metric)) throw new AkiError('INVALID_METRIC', { metric: metric as unknown });
+    const h = this.options.hnsw;
+    const ix = spec.index ?? {};
+    if (typeof ix !== 'object' || ix === null) throw new AkiError('INVALID_INDEX_PARAMS', {}, 'index must be an object');
+    const quantization = ix.quantization ?? h.quantization;
+    if (!QUANTIZATIONS.includes(quantization)) throw new AkiError('INVALID_INDEX_PARAMS', { quantization: quantization as unknown }, 'quantization must be f32, f16 or i8');
+    if (quantization === 'i8' && metric !== 'cosine') throw new AkiError('INVALID_INDEX_PARAMS', { quantization, metric }, 'i8 quantization needs the cosine metric');
+    const index: HnswParams = {
+      m: intIn(ix.m ?? h.m, 2, 128, 'm'),
+      efConstruction: intIn(ix.efConstruction ?? h.efConstruction, 8, 4096, 'efConstruction'),
+      efSearch: intIn(ix.efSearch ?? h.efSearch, 1, 10_000, 'efSearch'),
+      quantization,
+    };
+    const rec: CollectionRecord = { collectionId: randomUUID(), tenant, database, name, dimension, metric, index, createdAt: new Date().toISOString() };
+    this.#catalog.createCollection(rec);
+    return this.#openCollection(rec);
+  }
+
+  /** @internal */
+  async _getCollection(tenant: string, database: string, name: string): Promise<Collection> {
+    this.#checkOpen();
+    const n = validateName('collection', name);
+    this.#catalog.requireDatabase(tenant, database);
+    const rec = this.#catalog.getCollection(tenant, database, n);
+    if (!rec) throw new AkiError('COLLECTION_NOT_FOUND', { tenant, database, collection: n }, `Collection ${n} not found`);
+    return this.#openCollection(rec);
+  }
+
+  /** @internal */
+  async _listCollections(tenant: string, database: string): Promise<CollectionRecord[]> {
+    this.#checkOpen();
+    this.#catalog.requireDatabase(tenant, database);
+    return this.#catalog.listCollections(tenant, database);
+  }
+
+  /** @internal */
+  async _dropCollection(tenant: string, database: string, name: string): Promise<void> {
+    this.#checkOpen();
+    const n = validateName('collection', name);
+    this.#catalog.requireDatabase(tenant, database);
+    const rec = this.#catalog.getCollection(tenant, database, n);
+    if (!rec) throw new AkiError('COLLECTION_NOT_FOUND', { tenant, database, collection: n }, `Collection ${n} not found`);
+    this.#catalog.deleteCollection(rec.collectionId);
+    const opening = this.#open.get(rec.collectionId);
+    this.#open.delete(rec.collectionId);
+    if (opening) {
+      const col = await opening.catch(() => null);
+      await col?.markDropped();
+    }
+    // The catalog row is gone, so the directory is an orphan now: rename then remove, and let
+    // the next open finish the job if this process dies in between.
+    const dir = this.#collectionDir(rec.collectionId);
+    const trash = path.join(this.dataDir, 'collections', `.trash-${rec.collectionId}`);
+    await rename(dir, trash).catch(() => undefined);
+    await rm(trash, { recursive: true, force: true });
+  }
+
+  #collectionDir(id: string): string {
+    return path.join(this.dataDir, 'collections', id);
+  }
+
+  #openCollection(rec: CollectionRecord): Promise<Collection> {
+    let p = this.#open.get(rec.collectionId);
+    if (!p) {
+      const info = { collectionId: rec.collectionId, name: rec.name, tenant: rec.tenant, database: rec.database, dimension: rec.dimension, metric: rec.metric, index: rec.index, createdAt: rec.createdAt };
+      p = Collection.open(info, this.#collectionDir(rec.collectionId), this.options);
+      this.#open.set(rec.collectionId, p);
+      p.catch(() => this.#open.delete(rec.collectionId));
+    }
+    return p;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new AkiError('CLOSED');
+  }
+
+  /** Close every open collection (aborting index builds; the WAL keeps all acknowledged writes) and release the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const cols = await Promise.allSettled([...this.#open.values()]);
+    this.#open.clear();
+    for (const c of cols) if (c.status === 'fulfilled') await c.value.close();
+    this.#catalog.close();
+    await unlink(this.#lockFile).catch(() => undefined);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function acquireLock(lockFile: string): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(lockFile, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) {
+      throw new AkiError('DATA_DIR_LOCKED', { lockFile, pid: holder }, `Data directory ${path.dirname(lockFile)} is in use by process ${holder}`);
+    }
+    // Stale lock from a process that died: take it over.
+    await unlink(lockFile).catch(() => undefined);
+  }
+  throw new AkiError('DATA_DIR_LOCKED', { lockFile }, `Could not lock ${path.dirname(lockFile)}`);
+}
+
+async function removeOrphanCollectionDirs(dir: string, known: Set<string>): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (known.has(name)) continue;
+    await rm(path.join(dir, name), { recursive: true, force: true });
+  }
+}

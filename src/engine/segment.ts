@@ -1,0 +1,98 @@
+import type { Metadata } from '../index/filter.js';
+import { inverseNorm, type Metric } from '../index/metric.js';
+import type { HnswIndex } from '../index/hnsw-index.js';
+import type { SegmentFile, SegmentData } from '../storage/segment-file.js';
+import type { SegmentEntry } from '../storage/manifest.js';
+
+/**
+ * An open immutable segment plus its mutable liveness: `alive[row]` is cleared when a newer
+ * write supersedes or deletes the row. Raw segments (no index) keep vectors in memory;
+ * indexed segments read vectors from the file on demand.
+ */
+export class Segment {
+  readonly entry: SegmentEntry;
+  readonly file: SegmentFile;
+  readonly ids: string[];
+  readonly metadata: (Metadata | null)[];
+  readonly texts: (string | null)[];
+  readonly lsns: Float64Array;
+  readonly keys: Float64Array;
+  readonly tombstones: [string, number][];
+  readonly alive: Uint8Array;
+  aliveCount: number;
+  readonly index: HnswIndex | null;
+  readonly vectors: Float32Array | null;
+  readonly invNorms: Float32Array | null;
+  readonly dimension: number;
+
+  constructor(entry: SegmentEntry, file: SegmentFile, data: SegmentData, index: HnswIndex | null, vectors: Float32Array | null, metric: Metric) {
+    this.entry = entry;
+    this.file = file;
+    this.ids = data.ids;
+    this.metadata = data.metadata;
+    this.texts = data.texts;
+    this.lsns = data.lsns;
+    this.keys = data.keys;
+    this.tombstones = data.tombstones;
+    this.alive = new Uint8Array(data.ids.length);
+    this.aliveCount = 0;
+    this.index = index;
+    this.vectors = vectors;
+    this.dimension = data.header.dimension;
+    if (vectors) {
+      const n = data.ids.length;
+      this.invNorms = new Float32Array(n);
+      for (let i = 0; i < n; i++) this.invNorms[i] = inverseNorm(metric, vectors, i * this.dimension, this.dimension);
+    } else {
+      this.invNorms = null;
+    }
+  }
+
+  get rowCount(): number {
+    return this.ids.length;
+  }
+
+  markAlive(row: number): void {
+    if (this.alive[row] === 0) {
+      this.alive[row] = 1;
+      this.aliveCount += 1;
+    }
+  }
+
+  markDead(row: number): void {
+    if (this.alive[row] === 1) {
+      this.alive[row] = 0;
+      this.aliveCount -= 1;
+    }
+  }
+
+  /** Row holding `key`, or -1. Keys ascend within a segment. */
+  rowOfKey(key: number): number {
+    const keys = this.keys;
+    let lo = 0;
+    let hi = keys.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const k = keys[mid]!;
+      if (k === key) return mid;
+      if (k < key) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Vectors of ascending rows, packed. */
+  readVectors(rows: ArrayLike<number>): Float32Array {
+    if (this.vectors) {
+      const d = this.dimension;
+      const out = new Float32Array(rows.length * d);
+      for (let i = 0; i < rows.length; i++) out.set(this.vectors.subarray(rows[i]! * d, (rows[i]! + 1) * d), i * d);
+      return out;
+    }
+    return this.file.readVectorRows(rows);
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}

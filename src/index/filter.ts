@@ -1,0 +1,194 @@
+import { AkiError } from '../errors.js';
+
+/** A metadata filter in the MongoDB-style language (see docs/filters.md). */
+export type Filter = Record<string, unknown>;
+/** Metadata as stored with a document: a JSON object. */
+export type Metadata = Record<string, unknown>;
+/** A compiled filter: true when a document's metadata passes. */
+export type Predicate = (metadata: Metadata | null) => boolean;
+
+export interface FilterLimits {
+  maxDepth: number;
+  maxClauses: number;
+  maxInValues: number;
+}
+
+export const DEFAULT_FILTER_LIMITS: FilterLimits = { maxDepth: 32, maxClauses: 100, maxInValues: 10_000 };
+
+type Scalar = string | number | boolean | null;
+const FIELD_OPS = new Set(['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists', '$not']);
+const LOGICAL_OPS = new Set(['$and', '$or', '$not']);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function isScalar(v: unknown): v is Scalar {
+  return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+function invalid(message: string, details: Record<string, unknown> = {}): AkiError {
+  return new AkiError('INVALID_FILTER', details, message);
+}
+
+/** Value at a dotted path of own properties; undefined when absent. */
+function lookup(metadata: Metadata | null, parts: readonly string[]): unknown {
+  let cur: unknown = metadata;
+  for (const p of parts) {
+    if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) return undefined;
+    if (!Object.hasOwn(cur, p)) return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+function scalarEquals(a: unknown, b: Scalar): boolean {
+  return a === b;
+}
+
+/** Equality with MongoDB's array rule: an array field equals v when any element does. */
+function fieldEquals(value: unknown, v: Scalar): boolean {
+  if (v === null && value === undefined) return true;
+  if (Array.isArray(value)) return value.some((e) => scalarEquals(e, v));
+  return scalarEquals(value, v);
+}
+
+function compare(value: unknown, bound: number | string, op: '$gt' | '$gte' | '$lt' | '$lte'): boolean {
+  const test = (x: unknown): boolean => {
+    if (typeof x !== typeof bound) return false;
+    const a = x as number | string;
+    switch (op) {
+      case '$gt':
+        return a > bound;
+      case '$gte':
+        return a >= bound;
+      case '$lt':
+        return a < bound;
+      case '$lte':
+        return a <= bound;
+    }
+  };
+  return Array.isArray(value) ? value.some(test) : test(value);
+}
+
+class Compiler {
+  clauses = 0;
+  constructor(readonly limits: FilterLimits) {}
+
+  count(depth: number): void {
+    this.clauses += 1;
+    if (this.clauses > this.limits.maxClauses) throw new AkiError('FILTER_TOO_COMPLEX', { maxClauses: this.limits.maxClauses }, `Filter has more than ${this.limits.maxClauses} clauses`);
+    if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
+  }
+
+  document(filter: unknown, depth: number): Predicate {
+    if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
+    if (!isPlainObject(filter)) throw invalid('A filter must be a JSON object');
+    const parts: Predicate[] = [];
+    for (const [key, value] of Object.entries(filter)) {
+      if (key.startsWith('$')) {
+        if (!LOGICAL_OPS.has(key)) throw invalid(`Unknown filter operator ${key}`, { operator: key });
+        this.count(depth);
+        parts.push(this.logical(key, value, depth + 1));
+      } else {
+        if (key.length === 0) throw invalid('Empty field name in filter');
+        parts.push(this.field(key.split('.'), value, depth + 1));
+      }
+    }
+    if (parts.length === 0) return () => true;
+    if (parts.length === 1) return parts[0]!;
+    return (m) => {
+      for (const p of parts) if (!p(m)) return false;
+      return true;
+    };
+  }
+
+  logical(op: string, value: unknown, depth: number): Predicate {
+    if (op === '$not') {
+      const inner = this.document(value, depth);
+      return (m) => !inner(m);
+    }
+    if (!Array.isArray(value) || value.length === 0) throw invalid(`${op} takes a non-empty array of filters`, { operator: op });
+    const subs = value.map((v) => this.document(v, depth));
+    if (op === '$and') return (m) => subs.every((p) => p(m));
+    return (m) => subs.some((p) => p(m));
+  }
+
+  field(path: string[], cond: unknown, depth: number): Predicate {
+    if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
+    const keys = isPlainObject(cond) ? Object.keys(cond) : [];
+    const isOpObject = keys.length > 0 && keys.every((k) => k.startsWith('$'));
+    if (!isOpObject) {
+      if (isPlainObject(cond) && keys.some((k) => k.startsWith('$'))) throw invalid('Cannot mix operators and fields in one condition', { field: path.join('.') });
+      if (!isScalar(cond)) throw invalid('Equality needs a string, number, boolean or null; use dotted paths for nested fields', { field: path.join('.') });
+      this.count(depth);
+      return (m) => fieldEquals(lookup(m, path), cond);
+    }
+    const preds: Predicate[] = [];
+    for (const op of keys) {
+      const arg = (cond as Record<string, unknown>)[op];
+      if (!FIELD_OPS.has(op)) throw invalid(`Unknown filter operator ${op}`, { operator: op, field: path.join('.') });
+      this.count(depth);
+      preds.push(this.operator(path, op, arg, depth + 1));
+    }
+    if (preds.length === 1) return preds[0]!;
+    return (m) => preds.every((p) => p(m));
+  }
+
+  operator(path: string[], op: string, arg: unknown, depth: number): Predicate {
+    const field = path.join('.');
+    switch (op) {
+      case '$eq':
+      case '$ne': {
+        if (!isScalar(arg)) throw invalid(`${op} needs a string, number, boolean or null`, { operator: op, field });
+        return op === '$eq' ? (m) => fieldEquals(lookup(m, path), arg) : (m) => !fieldEquals(lookup(m, path), arg);
+      }
+      case '$gt':
+      case '$gte':
+      case '$lt':
+      case '$lte': {
+        if (!((typeof arg === 'number' && Number.isFinite(arg)) || typeof arg === 'string')) throw invalid(`${op} needs a number or a string`, { operator: op, field });
+        return (m) => compare(lookup(m, path), arg, op);
+      }
+      case '$in':
+      case '$nin': {
+        if (!Array.isArray(arg)) throw invalid(`${op} needs an array`, { operator: op, field });
+        if (arg.length > this.limits.maxInValues) throw new AkiError('FILTER_TOO_COMPLEX', { operator: op, maxInValues: this.limits.maxInValues }, `${op} holds more than ${this.limits.maxInValues} values`);
+        const values = new Set<Scalar>();
+        for (const v of arg) {
+          if (!isScalar(v)) throw invalid(`${op} values must be strings, numbers, booleans or null`, { operator: op, field });
+          values.add(v);
+        }
+        const matchNull = values.has(null);
+        const test = (m: Metadata | null): boolean => {
+          const value = lookup(m, path);
+          if (value === undefined) return matchNull;
+          if (Array.isArray(value)) return value.some((e) => values.has(e as Scalar));
+          return values.has(value as Scalar);
+        };
+        return op === '$in' ? test : (m) => !test(m);
+      }
+      case '$exists': {
+        if (typeof arg !== 'boolean') throw invalid('$exists needs true or false', { operator: op, field });
+        return (m) => (lookup(m, path) !== undefined) === arg;
+      }
+      case '$not': {
+        const inner = this.field(path, arg, depth);
+        if (!isPlainObject(arg)) throw invalid('$not on a field needs an operator object', { operator: op, field });
+        return (m) => !inner(m);
+      }
+      default:
+        throw invalid(`Unknown filter operator ${op}`, { operator: op, field });
+    }
+  }
+}
+
+/**
+ * Validate and compile a filter. Throws INVALID_FILTER for unknown operators or malformed
+ * operands, FILTER_TOO_COMPLEX past the depth or clause limit. An empty filter matches all.
+ */
+export function compileFilter(filter: unknown, limits: FilterLimits = DEFAULT_FILTER_LIMITS): Predicate {
+  return new Compiler(limits).document(filter, 1);
+}

@@ -1,0 +1,70 @@
+import { AkiError } from '../errors.js';
+import type { Metadata } from '../index/filter.js';
+
+/** A document as the engine stores it. */
+export interface StoredDoc {
+  id: string;
+  vector: Float32Array;
+  metadata: Metadata | null;
+  text: string | null;
+}
+
+/** One WAL record: a batch of upserts or of deletes, applied atomically. */
+export type WalOp = { type: 'upsert'; docs: StoredDoc[] } | { type: 'delete'; ids: string[] };
+
+const UPSERT = 1;
+const DELETE = 2;
+
+/**
+ * Payload layout. upsert: u8 1 | u32 count | u32 dim | u32 jsonLen | json [[id, meta, text]...] |
+ * pad to 4 | count*dim float32. delete: u8 2 | json [id...].
+ */
+export function encodeWalOp(op: WalOp, dimension: number): Buffer {
+  if (op.type === 'delete') {
+    const json = Buffer.from(JSON.stringify(op.ids), 'utf8');
+    const out = Buffer.allocUnsafe(1 + json.length);
+    out.writeUInt8(DELETE, 0);
+    json.copy(out, 1);
+    return out;
+  }
+  const json = Buffer.from(JSON.stringify(op.docs.map((d) => [d.id, d.metadata, d.text])), 'utf8');
+  const head = 13 + json.length;
+  const vecStart = (head + 3) & ~3;
+  const out = Buffer.alloc(vecStart + op.docs.length * dimension * 4);
+  out.writeUInt8(UPSERT, 0);
+  out.writeUInt32LE(op.docs.length, 1);
+  out.writeUInt32LE(dimension, 5);
+  out.writeUInt32LE(json.length, 9);
+  json.copy(out, 13);
+  op.docs.forEach((d, i) => {
+    const bytes = new Uint8Array(d.vector.buffer, d.vector.byteOffset, d.vector.byteLength);
+    out.set(bytes, vecStart + i * dimension * 4);
+  });
+  return out;
+}
+
+/** Decode a payload written by encodeWalOp. Throws STORAGE_CORRUPT on anything malformed. */
+export function decodeWalOp(payload: Buffer, dimension: number): WalOp {
+  try {
+    const type = payload.readUInt8(0);
+    if (type === DELETE) {
+      const ids = JSON.parse(payload.subarray(1).toString('utf8')) as unknown;
+      if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error('delete ids');
+      return { type: 'delete', ids: ids as string[] };
+    }
+    if (type !== UPSERT) throw new Error(`record type ${type}`);
+    const count = payload.readUInt32LE(1);
+    const dim = payload.readUInt32LE(5);
+    const jsonLen = payload.readUInt32LE(9);
+    if (dim !== dimension) throw new Error(`dimension ${dim}`);
+    const rows = JSON.parse(payload.subarray(13, 13 + jsonLen).toString('utf8')) as [string, Metadata | null, string | null][];
+    const vecStart = (13 + jsonLen + 3) & ~3;
+    if (!Array.isArray(rows) || rows.length !== count || payload.length !== vecStart + count * dim * 4) throw new Error('length');
+    const all = new Float32Array(count * dim);
+    new Uint8Array(all.buffer).set(payload.subarray(vecStart));
+    const docs = rows.map(([id, metadata, text], i): StoredDoc => ({ id, metadata, text, vector: all.subarray(i * dim, (i + 1) * dim) }));
+    return { type: 'upsert', docs };
+  } catch (err) {
+    throw new AkiError('STORAGE_CORRUPT', {}, 'Malformed WAL record', { cause: err });
+  }
+}
