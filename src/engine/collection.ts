@@ -364,7 +364,7 @@ export class Collection {
     if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1 || topK > this.#opts.limits.maxTopK) throw new AkiError('INVALID_TOP_K', { topK: topK as unknown, max: this.#opts.limits.maxTopK }, `topK must be an integer in 1..${this.#opts.limits.maxTopK}`);
     const ef = req.efSearch ?? this.info.index.efSearch;
     if (typeof ef !== 'number' || !Number.isInteger(ef) || ef < 1 || ef > 10_000) throw new AkiError('INVALID_ARGUMENT', { efSearch: ef as unknown }, 'efSearch must be an integer in 1..10000');
-    const q = toVector(req.vector, this.dimension, this.metric, { field: 'vector' });
+    const q = toVector(req.vector, this.dimension, this.metric, { field: 'vector' }, false);
     const pred = req.filter === undefined || req.filter === null ? null : compileFilter(req.filter, this.#opts.limits.filter);
     const qInv = inverseNorm(this.metric, q);
     const top = new TopK<Hit>(topK);

@@ -24,6 +24,9 @@ export class Segment {
   readonly vectors: Float32Array | null;
   readonly invNorms: Float32Array | null;
   readonly dimension: number;
+  /** Dense key -> row table when keys are compact enough (the common case); else binary search. */
+  readonly #keyRows: Int32Array | null;
+  readonly #minKey: number;
 
   constructor(entry: SegmentEntry, file: SegmentFile, data: SegmentData, index: HnswIndex | null, vectors: Float32Array | null, metric: Metric) {
     this.entry = entry;
@@ -45,6 +48,15 @@ export class Segment {
       for (let i = 0; i < n; i++) this.invNorms[i] = inverseNorm(metric, vectors, i * this.dimension, this.dimension);
     } else {
       this.invNorms = null;
+    }
+    const n = data.keys.length;
+    this.#minKey = n > 0 ? data.keys[0]! : 0;
+    const span = n > 0 ? data.keys[n - 1]! - this.#minKey + 1 : 0;
+    if (n > 0 && span <= n * 4) {
+      this.#keyRows = new Int32Array(span).fill(-1);
+      for (let i = 0; i < n; i++) this.#keyRows[data.keys[i]! - this.#minKey] = i;
+    } else {
+      this.#keyRows = null;
     }
   }
 
@@ -68,6 +80,10 @@ export class Segment {
 
   /** Row holding `key`, or -1. Keys ascend within a segment. */
   rowOfKey(key: number): number {
+    if (this.#keyRows) {
+      const at = key - this.#minKey;
+      return at >= 0 && at < this.#keyRows.length ? this.#keyRows[at]! : -1;
+    }
     const keys = this.keys;
     let lo = 0;
     let hi = keys.length - 1;

@@ -49,10 +49,13 @@ export interface IndexHits {
 export class HnswIndex {
   readonly #native: InstanceType<typeof usearch.Index>;
   readonly file: string;
+  /** Views are immutable, so the size is read once. */
+  readonly size: number;
 
   private constructor(file: string, native: InstanceType<typeof usearch.Index>) {
     this.file = file;
     this.#native = native;
+    this.size = native.size();
   }
 
   /** Map an index file built by buildHnswIndexFile; no copy into the heap. */
@@ -60,10 +63,6 @@ export class HnswIndex {
     const native = newNative(dimension, metric, params);
     native.view(file);
     return new HnswIndex(file, native);
-  }
-
-  get size(): number {
-    return this.#native.size();
   }
 
   /** The `count` nearest keys; the search explores max(count, efSearch) candidates. */

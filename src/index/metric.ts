@@ -50,12 +50,13 @@ export function presentDistance(metric: Metric, raw: number): { distance: number
 
 /**
  * Validate and convert a user vector to Float32Array: right length, finite after conversion to
- * float32, and (for cosine) not all zeros.
+ * float32, and (for cosine) not all zeros. `copy` false lets a Float32Array through uncopied
+ * (for query vectors, which are never stored).
  */
-export function toVector(input: unknown, dimension: number, metric: Metric, where: Record<string, unknown> = {}): Float32Array {
+export function toVector(input: unknown, dimension: number, metric: Metric, where: Record<string, unknown> = {}, copy = true): Float32Array {
   let v: Float32Array;
   if (input instanceof Float32Array) {
-    v = new Float32Array(input);
+    v = copy ? new Float32Array(input) : input;
   } else if (Array.isArray(input)) {
     v = new Float32Array(input.length);
     for (let i = 0; i < input.length; i++) {

@@ -1,0 +1,136 @@
+// Shared pieces of the benchmarks: data loading, recall, latency percentiles, the two runners.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+export function parseArgs(argv, defaults) {
+  const out = { ...defaults };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '');
+    const raw = argv[i + 1];
+    out[key] = typeof defaults[key] === 'number' ? Number(raw) : raw;
+  }
+  return out;
+}
+
+export function readFbin(file) {
+  const b = fs.readFileSync(file);
+  const n = b.readInt32LE(0);
+  const d = b.readInt32LE(4);
+  const data = new Float32Array(n * d);
+  new Uint8Array(data.buffer).set(b.subarray(8, 8 + n * d * 4));
+  return { n, d, data };
+}
+
+export function readGroundTruth(dir) {
+  const b = fs.readFileSync(path.join(dir, 'gt.ibin'));
+  const q = b.readInt32LE(0);
+  const k = b.readInt32LE(4);
+  const ids = new Int32Array(q * k);
+  new Uint8Array(ids.buffer).set(b.subarray(8, 8 + q * k * 4));
+  return { q, k, ids };
+}
+
+export function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Recall@k of `found` (array of id arrays) against the first k ground-truth ids. */
+export function recallAt(found, gt, k) {
+  let hit = 0;
+  for (let i = 0; i < found.length; i++) {
+    const truth = new Set(Array.from(gt.ids.subarray(i * gt.k, i * gt.k + k)));
+    for (const id of found[i].slice(0, k)) if (truth.has(Number(id))) hit++;
+  }
+  return hit / (found.length * k);
+}
+
+let peakRss = 0;
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+}, 50);
+sampler.unref();
+const rssMb = () => Math.round(process.memoryUsage().rss / 1e6);
+
+async function timeQueries(count, fn) {
+  const lat = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const s = performance.now();
+    await fn(i);
+    lat.push(performance.now() - s);
+  }
+  const total = performance.now() - t0;
+  lat.sort((a, b) => a - b);
+  return { qps: Math.round((count / total) * 1000), p50: percentile(lat, 50), p95: percentile(lat, 95) };
+}
+
+/** The raw usearch index: add everything with all cores, then search one query at a time. */
+export async function runNative(args) {
+  const require = createRequire(import.meta.url);
+  const usearch = require('usearch');
+  const base = readFbin(path.join(args.data, 'base.fbin'));
+  const queries = readFbin(path.join(args.data, 'query.fbin'));
+  const gt = readGroundTruth(args.data);
+  const index = new usearch.Index({ dimensions: base.d, metric: 'cos', quantization: args.quant, connectivity: args.m, expansion_add: args.efc, expansion_search: args.ef });
+  const keys = new BigUint64Array(base.n);
+  for (let i = 0; i < base.n; i++) keys[i] = BigInt(i);
+  const t0 = performance.now();
+  index.add(keys, base.data, os.availableParallelism());
+  const indexedSeconds = (performance.now() - t0) / 1000;
+  const nq = Math.min(args.queries, queries.n);
+  const found = [];
+  for (let i = 0; i < Math.min(100, nq); i++) index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
+  const timing = await timeQueries(nq, (i) => {
+    const r = index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
+    found.push(Array.from(r.keys, Number));
+  });
+  return { n: base.n, d: base.d, queries: nq, recall: recallAt(found, gt, 10), ...timing, ingestRate: Math.round(base.n / indexedSeconds), indexedSeconds, peakRssMb: Math.round(peakRss / 1e6), servingRssMb: rssMb() };
+}
+
+/** AkiDB's engine, ingest side: upsert in batches (each acknowledged after fsync), then wait until fully indexed. */
+export async function runEngineIngest(args) {
+  const { AkiDB } = await import('../dist/index.js');
+  const base = readFbin(path.join(args.data, 'base.fbin'));
+  const { n, d } = base;
+  const db = await AkiDB.open({ dataDir: args.dir });
+  const col = await db.createCollection({ name: 'bench', dimension: d, metric: 'cosine', index: { m: args.m, efConstruction: args.efc, efSearch: args.ef, quantization: args.quant } });
+  const t0 = performance.now();
+  for (let s = 0; s < n; s += args.batch) {
+    const docs = [];
+    for (let i = s; i < Math.min(n, s + args.batch); i++) docs.push({ id: String(i), vector: base.data.subarray(i * d, (i + 1) * d), metadata: { i } });
+    await col.upsert(docs);
+  }
+  const ingestSeconds = (performance.now() - t0) / 1000;
+  for (;;) {
+    const st = col.stats();
+    if (st.fullyIndexed && st.indexedRows === n) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const indexedSeconds = (performance.now() - t0) / 1000;
+  await db.close();
+  return { n, d, ingestRate: Math.round(n / ingestSeconds), ingestSeconds, indexedSeconds, peakRssMb: Math.round(peakRss / 1e6) };
+}
+
+/** AkiDB's engine, serving side: a fresh process opens the collection and answers queries one at a time. */
+export async function runEngineServe(args) {
+  const { AkiDB } = await import('../dist/index.js');
+  const queries = readFbin(path.join(args.data, 'query.fbin'));
+  const gt = readGroundTruth(args.data);
+  const t0 = performance.now();
+  const db = await AkiDB.open({ dataDir: args.dir });
+  const col = await db.getCollection('bench');
+  const openSeconds = (performance.now() - t0) / 1000;
+  const nq = Math.min(args.queries, queries.n);
+  const found = [];
+  // One warm-up pass so both sides are measured with the index paged in.
+  for (let i = 0; i < Math.min(100, nq); i++) await col.query({ vector: queries.data.subarray(i * queries.d, (i + 1) * queries.d), topK: 10, includeMetadata: false });
+  const timing = await timeQueries(nq, async (i) => {
+    const r = await col.query({ vector: queries.data.subarray(i * queries.d, (i + 1) * queries.d), topK: 10, includeMetadata: false });
+    found.push(r.map((m) => m.id));
+  });
+  const servingRssMb = rssMb();
+  await db.close();
+  return { queries: nq, recall: recallAt(found, gt, 10), ...timing, openSeconds, servingRssMb };
+}
