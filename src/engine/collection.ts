@@ -418,19 +418,21 @@ export class Collection {
     if (plan.kind === 'hnsw') {
       let fetch = plan.fetch;
       for (;;) {
-        const hits = seg.index!.search(q, fetch, ef);
-        let accepted = 0;
+        // Ask for twice the candidates and judge by the first half: the tail of an approximate
+        // result list is where the graph misses most, so only the head vouches for a match set.
+        const hits = seg.index!.search(q, fetch * 2, ef);
+        let acceptedInHead = 0;
         for (let i = 0; i < hits.keys.length; i++) {
           const row = seg.rowOfKey(Number(hits.keys[i]!));
           if (row < 0 || matchMask[row] !== 1) continue;
-          accepted += 1;
+          if (i < fetch) acceptedInHead += 1;
           const d = hits.distances[i]!;
           if (d < top.worst) top.push(d, { kind: 'seg', seg, row, id: seg.ids[row]! });
         }
         // Enough matching rows among the nearest `fetch` means the true nearest matches are
         // among them; too few (a filter that selects rows far from the query) widens the search,
         // and past the cap falls back to an exact scan of the matching rows.
-        if (accepted >= Math.min(k, matchCount) || hits.keys.length < fetch) return;
+        if (acceptedInHead >= Math.min(k, matchCount) || hits.keys.length < fetch * 2) return;
         fetch *= 4;
         if (fetch > plan.maxFetch) break;
       }
