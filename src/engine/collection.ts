@@ -1,9 +1,10 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AkiError } from '../errors.js';
-import { compileFilter, type Filter, type Metadata, type Predicate } from '../index/filter.js';
+import { compileFilter, parseFilter, predicateOf, type Filter, type FilterNode, type Metadata } from '../index/filter.js';
+import { evaluateOnColumns } from '../index/filter-columns.js';
 import { inverseNorm, presentDistance, rawDistance, toVector, type Metric } from '../index/metric.js';
-import { HnswIndex, type HnswParams } from '../index/hnsw-index.js';
+import { exactTopK, HnswIndex, type HnswParams } from '../index/hnsw-index.js';
 import { buildIndexInWorker } from '../index/index-builder.js';
 import { ManifestStore, type Manifest, type SegmentEntry } from '../storage/manifest.js';
 import { SegmentFile, writeSegmentFile, type SegmentRowInput } from '../storage/segment-file.js';
@@ -11,7 +12,7 @@ import { Wal } from '../storage/wal.js';
 import { decodeWalOp, encodeWalOp, type StoredDoc, type WalOp } from '../storage/wal-record.js';
 import { Memtable, type MemEntry } from './memtable.js';
 import type { EngineOptions } from './options.js';
-import { planSegmentSearch } from './query-planner.js';
+import { planSegmentSearch, widenBeatsScan } from './query-planner.js';
 import { Segment } from './segment.js';
 import { TopK } from './top-k.js';
 
@@ -365,7 +366,8 @@ export class Collection {
     const ef = req.efSearch ?? this.info.index.efSearch;
     if (typeof ef !== 'number' || !Number.isInteger(ef) || ef < 1 || ef > 10_000) throw new AkiError('INVALID_ARGUMENT', { efSearch: ef as unknown }, 'efSearch must be an integer in 1..10000');
     const q = toVector(req.vector, this.dimension, this.metric, { field: 'vector' }, false);
-    const pred = req.filter === undefined || req.filter === null ? null : compileFilter(req.filter, this.#opts.limits.filter);
+    const node = req.filter === undefined || req.filter === null ? null : parseFilter(req.filter, this.#opts.limits.filter);
+    const pred = node ? predicateOf(node) : null;
     const qInv = inverseNorm(this.metric, q);
     const top = new TopK<Hit>(topK);
 
@@ -382,7 +384,7 @@ export class Collection {
     }
     for (const seg of this.#segments) {
       if (seg.aliveCount === 0) continue;
-      this.#searchSegment(seg, q, qInv, pred, topK, ef, top);
+      this.#searchSegment(seg, q, qInv, node, topK, ef, top);
     }
     const { metric } = this;
     const includeMetadata = req.includeMetadata ?? true;
@@ -395,19 +397,18 @@ export class Collection {
     });
   }
 
-  #searchSegment(seg: Segment, q: Float32Array, qInv: number, pred: Predicate | null, k: number, ef: number, top: TopK<Hit>): void {
+  #searchSegment(seg: Segment, q: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>): void {
     let matches: Int32Array | null = null;
     let matchCount = seg.aliveCount;
     let matchMask: Uint8Array = seg.alive;
-    if (pred) {
-      // Exact selectivity: the predicate over every live row of the segment.
-      const mask = new Uint8Array(seg.rowCount);
+    if (filter) {
+      // Exact selectivity: the filter over every live row of the segment, column by column.
+      const mask = evaluateOnColumns(filter, seg.columns);
+      const alive = seg.alive;
       const rows: number[] = [];
-      for (let r = 0; r < seg.rowCount; r++) {
-        if (seg.alive[r] === 1 && pred(seg.metadata[r]!)) {
-          mask[r] = 1;
-          rows.push(r);
-        }
+      for (let r = 0; r < mask.length; r++) {
+        if ((mask[r]! & alive[r]!) === 1) rows.push(r);
+        else mask[r] = 0;
       }
       matches = Int32Array.from(rows);
       matchCount = rows.length;
@@ -434,7 +435,7 @@ export class Collection {
         // and past the cap falls back to an exact scan of the matching rows.
         if (acceptedInHead >= Math.min(k, matchCount) || hits.keys.length < fetch * 2) return;
         fetch *= 4;
-        if (fetch > plan.maxFetch) break;
+        if (fetch > plan.maxFetch || !widenBeatsScan(fetch * 2, matchCount)) break;
       }
       top.removeWhere((item) => item.kind === 'seg' && item.seg === seg);
     }
@@ -443,22 +444,30 @@ export class Collection {
       for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) rows.push(r);
       matches = Int32Array.from(rows);
     }
-    this.#exactScan(seg, q, qInv, matches, top);
+    this.#exactScan(seg, q, qInv, matches, k, top);
   }
 
-  #exactScan(seg: Segment, q: Float32Array, qInv: number, rows: Int32Array, top: TopK<Hit>): void {
+  #exactScan(seg: Segment, q: Float32Array, qInv: number, rows: Int32Array, k: number, top: TopK<Hit>): void {
     const dim = this.dimension;
     const metric = this.metric;
-    const CHUNK = 2048;
+    const CHUNK = 4096;
+    if (seg.vectors !== null) {
+      // Raw segments are small and in memory: scan in place, no copies.
+      const vecs = seg.vectors;
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        const d = rawDistance(metric, q, 0, vecs, row * dim, dim, qInv, seg.invNorms![row]!);
+        if (d < top.worst) top.push(d, { kind: 'seg', seg, row, id: seg.ids[row]! });
+      }
+      return;
+    }
+    // Indexed segments keep vectors on disk: read a chunk, rank it with the SIMD kernel.
     for (let s = 0; s < rows.length; s += CHUNK) {
       const part = rows.subarray(s, Math.min(rows.length, s + CHUNK));
-      const inMemory = seg.vectors !== null;
-      const vecs = inMemory ? seg.vectors! : seg.readVectors(part);
-      for (let i = 0; i < part.length; i++) {
-        const row = part[i]!;
-        const off = inMemory ? row * dim : i * dim;
-        const inv = seg.invNorms ? seg.invNorms[row]! : inverseNorm(metric, vecs, off, dim);
-        const d = rawDistance(metric, q, 0, vecs, off, dim, qInv, inv);
+      const best = exactTopK(seg.readVectors(part), dim, q, k, metric);
+      for (let i = 0; i < best.rows.length; i++) {
+        const row = part[Number(best.rows[i]!)]!;
+        const d = best.distances[i]!;
         if (d < top.worst) top.push(d, { kind: 'seg', seg, row, id: seg.ids[row]! });
       }
     }

@@ -17,3 +17,11 @@ export function planSegmentSearch(p: { indexed: boolean; indexSize: number; matc
   if (fetch > MAX_HNSW_FETCH / 4) return { kind: 'exact' };
   return { kind: 'hnsw', fetch: Math.max(fetch, p.k), maxFetch: MAX_HNSW_FETCH };
 }
+
+/**
+ * A graph search of breadth `ef` computes on the order of 16 * ef distances; scanning the
+ * matching rows computes `matchCount`. Widen the graph search only while that is cheaper.
+ */
+export function widenBeatsScan(ef: number, matchCount: number): boolean {
+  return ef * 16 < matchCount;
+}

@@ -1,4 +1,5 @@
 import type { Metadata } from '../index/filter.js';
+import { ColumnCache } from '../index/filter-columns.js';
 import { inverseNorm, type Metric } from '../index/metric.js';
 import type { HnswIndex } from '../index/hnsw-index.js';
 import type { SegmentFile, SegmentData } from '../storage/segment-file.js';
@@ -24,6 +25,8 @@ export class Segment {
   readonly vectors: Float32Array | null;
   readonly invNorms: Float32Array | null;
   readonly dimension: number;
+  /** Metadata laid out by field for filter scans. */
+  readonly columns: ColumnCache;
   /** Dense key -> row table when keys are compact enough (the common case); else binary search. */
   readonly #keyRows: Int32Array | null;
   readonly #minKey: number;
@@ -42,6 +45,7 @@ export class Segment {
     this.index = index;
     this.vectors = vectors;
     this.dimension = data.header.dimension;
+    this.columns = new ColumnCache(data.metadata);
     if (vectors) {
       const n = data.ids.length;
       this.invNorms = new Float32Array(n);

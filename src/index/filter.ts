@@ -73,7 +73,18 @@ function compare(value: unknown, bound: number | string, op: '$gt' | '$gte' | '$
   return Array.isArray(value) ? value.some(test) : test(value);
 }
 
-class Compiler {
+/** A parsed filter: logical nodes over leaves that test the value at one field path. */
+export type FilterNode =
+  | { kind: 'all' }
+  | { kind: 'and'; children: FilterNode[] }
+  | { kind: 'or'; children: FilterNode[] }
+  | { kind: 'not'; child: FilterNode }
+  | { kind: 'leaf'; path: string[]; op: string; arg: unknown; test: ValueTest };
+
+/** Tests the value found at a leaf's path (undefined when the field is absent). */
+export type ValueTest = (value: unknown) => boolean;
+
+class Parser {
   clauses = 0;
   constructor(readonly limits: FilterLimits) {}
 
@@ -83,10 +94,10 @@ class Compiler {
     if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
   }
 
-  document(filter: unknown, depth: number): Predicate {
+  document(filter: unknown, depth: number): FilterNode {
     if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
     if (!isPlainObject(filter)) throw invalid('A filter must be a JSON object');
-    const parts: Predicate[] = [];
+    const parts: FilterNode[] = [];
     for (const [key, value] of Object.entries(filter)) {
       if (key.startsWith('$')) {
         if (!LOGICAL_OPS.has(key)) throw invalid(`Unknown filter operator ${key}`, { operator: key });
@@ -97,26 +108,19 @@ class Compiler {
         parts.push(this.field(key.split('.'), value, depth + 1));
       }
     }
-    if (parts.length === 0) return () => true;
+    if (parts.length === 0) return { kind: 'all' };
     if (parts.length === 1) return parts[0]!;
-    return (m) => {
-      for (const p of parts) if (!p(m)) return false;
-      return true;
-    };
+    return { kind: 'and', children: parts };
   }
 
-  logical(op: string, value: unknown, depth: number): Predicate {
-    if (op === '$not') {
-      const inner = this.document(value, depth);
-      return (m) => !inner(m);
-    }
+  logical(op: string, value: unknown, depth: number): FilterNode {
+    if (op === '$not') return { kind: 'not', child: this.document(value, depth) };
     if (!Array.isArray(value) || value.length === 0) throw invalid(`${op} takes a non-empty array of filters`, { operator: op });
-    const subs = value.map((v) => this.document(v, depth));
-    if (op === '$and') return (m) => subs.every((p) => p(m));
-    return (m) => subs.some((p) => p(m));
+    const children = value.map((v) => this.document(v, depth));
+    return op === '$and' ? { kind: 'and', children } : { kind: 'or', children };
   }
 
-  field(path: string[], cond: unknown, depth: number): Predicate {
+  field(path: string[], cond: unknown, depth: number): FilterNode {
     if (depth > this.limits.maxDepth) throw new AkiError('FILTER_TOO_COMPLEX', { maxDepth: this.limits.maxDepth }, `Filter is nested deeper than ${this.limits.maxDepth}`);
     const keys = isPlainObject(cond) ? Object.keys(cond) : [];
     const isOpObject = keys.length > 0 && keys.every((k) => k.startsWith('$'));
@@ -124,33 +128,33 @@ class Compiler {
       if (isPlainObject(cond) && keys.some((k) => k.startsWith('$'))) throw invalid('Cannot mix operators and fields in one condition', { field: path.join('.') });
       if (!isScalar(cond)) throw invalid('Equality needs a string, number, boolean or null; use dotted paths for nested fields', { field: path.join('.') });
       this.count(depth);
-      return (m) => fieldEquals(lookup(m, path), cond);
+      return { kind: 'leaf', path, op: '$eq', arg: cond, test: (v) => fieldEquals(v, cond) };
     }
-    const preds: Predicate[] = [];
+    const children: FilterNode[] = [];
     for (const op of keys) {
       const arg = (cond as Record<string, unknown>)[op];
       if (!FIELD_OPS.has(op)) throw invalid(`Unknown filter operator ${op}`, { operator: op, field: path.join('.') });
       this.count(depth);
-      preds.push(this.operator(path, op, arg, depth + 1));
+      children.push(this.operator(path, op, arg, depth + 1));
     }
-    if (preds.length === 1) return preds[0]!;
-    return (m) => preds.every((p) => p(m));
+    return children.length === 1 ? children[0]! : { kind: 'and', children };
   }
 
-  operator(path: string[], op: string, arg: unknown, depth: number): Predicate {
+  operator(path: string[], op: string, arg: unknown, depth: number): FilterNode {
     const field = path.join('.');
+    const leaf = (test: ValueTest): FilterNode => ({ kind: 'leaf', path, op, arg, test });
     switch (op) {
       case '$eq':
       case '$ne': {
         if (!isScalar(arg)) throw invalid(`${op} needs a string, number, boolean or null`, { operator: op, field });
-        return op === '$eq' ? (m) => fieldEquals(lookup(m, path), arg) : (m) => !fieldEquals(lookup(m, path), arg);
+        return op === '$eq' ? leaf((v) => fieldEquals(v, arg)) : leaf((v) => !fieldEquals(v, arg));
       }
       case '$gt':
       case '$gte':
       case '$lt':
       case '$lte': {
         if (!((typeof arg === 'number' && Number.isFinite(arg)) || typeof arg === 'string')) throw invalid(`${op} needs a number or a string`, { operator: op, field });
-        return (m) => compare(lookup(m, path), arg, op);
+        return leaf((v) => compare(v, arg, op));
       }
       case '$in':
       case '$nin': {
@@ -162,22 +166,20 @@ class Compiler {
           values.add(v);
         }
         const matchNull = values.has(null);
-        const test = (m: Metadata | null): boolean => {
-          const value = lookup(m, path);
+        const test = (value: unknown): boolean => {
           if (value === undefined) return matchNull;
           if (Array.isArray(value)) return value.some((e) => values.has(e as Scalar));
           return values.has(value as Scalar);
         };
-        return op === '$in' ? test : (m) => !test(m);
+        return op === '$in' ? leaf(test) : leaf((v) => !test(v));
       }
       case '$exists': {
         if (typeof arg !== 'boolean') throw invalid('$exists needs true or false', { operator: op, field });
-        return (m) => (lookup(m, path) !== undefined) === arg;
+        return leaf((v) => (v !== undefined) === arg);
       }
       case '$not': {
-        const inner = this.field(path, arg, depth);
         if (!isPlainObject(arg)) throw invalid('$not on a field needs an operator object', { operator: op, field });
-        return (m) => !inner(m);
+        return { kind: 'not', child: this.field(path, arg, depth) };
       }
       default:
         throw invalid(`Unknown filter operator ${op}`, { operator: op, field });
@@ -186,9 +188,51 @@ class Compiler {
 }
 
 /**
- * Validate and compile a filter. Throws INVALID_FILTER for unknown operators or malformed
- * operands, FILTER_TOO_COMPLEX past the depth or clause limit. An empty filter matches all.
+ * Validate and parse a filter. Throws INVALID_FILTER for unknown operators or malformed
+ * operands, FILTER_TOO_COMPLEX past the depth or clause limit.
  */
-export function compileFilter(filter: unknown, limits: FilterLimits = DEFAULT_FILTER_LIMITS): Predicate {
-  return new Compiler(limits).document(filter, 1);
+export function parseFilter(filter: unknown, limits: FilterLimits = DEFAULT_FILTER_LIMITS): FilterNode {
+  return new Parser(limits).document(filter, 1);
 }
+
+/** The row-at-a-time form of a parsed filter. */
+export function predicateOf(node: FilterNode): Predicate {
+  switch (node.kind) {
+    case 'all':
+      return () => true;
+    case 'leaf': {
+      const { path, test } = node;
+      if (path.length === 1) {
+        const key = path[0]!;
+        return (m) => test(m !== null && Object.hasOwn(m, key) ? m[key] : undefined);
+      }
+      return (m) => test(lookup(m, path));
+    }
+    case 'not': {
+      const inner = predicateOf(node.child);
+      return (m) => !inner(m);
+    }
+    case 'and': {
+      const subs = node.children.map(predicateOf);
+      return (m) => {
+        for (const p of subs) if (!p(m)) return false;
+        return true;
+      };
+    }
+    case 'or': {
+      const subs = node.children.map(predicateOf);
+      return (m) => {
+        for (const p of subs) if (p(m)) return true;
+        return false;
+      };
+    }
+  }
+}
+
+/** Validate and compile a filter to a row predicate. An empty filter matches all. */
+export function compileFilter(filter: unknown, limits: FilterLimits = DEFAULT_FILTER_LIMITS): Predicate {
+  return predicateOf(parseFilter(filter, limits));
+}
+
+/** Value at a dotted path of own properties; undefined when absent. */
+export { lookup as valueAtPath };

@@ -73,6 +73,20 @@ export class HnswIndex {
   }
 }
 
+/**
+ * Exact top-`k` of `query` over `count` packed float32 vectors, with SIMD kernels; returns row
+ * positions within `vectors` and raw distances (metric.ts conventions). Single-threaded: one
+ * query's scan should not take every core from concurrent queries.
+ */
+export function exactTopK(vectors: Float32Array, dimension: number, query: Float32Array, k: number, metric: Metric): { rows: BigUint64Array; distances: Float32Array } {
+  const count = vectors.length / dimension;
+  // usearch's exactSearch reads typed arrays from the start of their buffer, ignoring
+  // byteOffset: hand it arrays that own their buffer.
+  const owned = (a: Float32Array): Float32Array => (a.byteOffset === 0 && a.buffer.byteLength === a.byteLength ? a : a.slice());
+  const r = usearch.exactSearch(owned(vectors), owned(query), dimension, Math.min(k, count), METRIC_KIND[metric] as never, 1) as { keys: BigUint64Array; distances: Float32Array };
+  return { rows: r.keys, distances: r.distances };
+}
+
 /** Where an index build gets its vectors: batches of (keys, vectors). */
 export type VectorBatches = Iterable<{ keys: Float64Array; vectors: Float32Array }>;
 
