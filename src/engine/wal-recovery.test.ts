@@ -280,7 +280,7 @@ describe('collection WAL recovery', () => {
   // Recovery must keep a prefix of the whole log. Here a user "moves" a to b: upsert b (session 1),
   // then delete a (session 2, so in the next WAL file). If the upsert's record is damaged but the
   // later file still replays, both documents are gone: a state that never existed.
-  it('BUG: a damaged record in an older WAL file does not let a later file replay on top of the gap', async () => {
+  it('a damaged record in an older WAL file does not let a later file replay on top of the gap', async () => {
     const dataDir = tempDir();
     const { collectionId, file, ends } = await buildDataDir(dataDir, [{ upsert: [doc('a', 1)] }, { upsert: [doc('b', 1)] }]);
     const second = await AkiDB.open({ dataDir, compaction: { enableBackground: false }, logger: recordingLogger() });

@@ -1,8 +1,8 @@
 import { crc32 } from 'node:zlib';
-import { mkdir, open, readdir, readFile, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { AkiError } from '../errors.js';
-import { fsyncDir } from './fs-util.js';
+import { fsyncDir, fsyncFile } from './fs-util.js';
 
 /** Frame: u32 body length | u32 crc32(body) | body = u64 lsn | payload. */
 const FRAME_HEADER_BYTES = 8;
@@ -138,19 +138,45 @@ export class Wal {
     const sealed: { seq: number; lastLsn: number }[] = [];
     let lastLsn = afterLsn;
     let maxLsnSeen = afterLsn;
-    for (const f of files) {
+    /** Last LSN of the previous file that held records: the next file must continue from it. */
+    let chainEnd: number | null = null;
+    let previousFileCut = false;
+    for (let fi = 0; fi < files.length; fi++) {
+      const f = files[fi]!;
       const full = path.join(dir, f.name);
       const buf = await readFile(full);
       // LSNs at or below the checkpoint are already in segments; parse them (to validate the
       // chain) but keep only the newer ones.
       const parsed = parseWalFile(buf, 0);
+      const first = parsed.records[0]?.lsn;
+      // A file that does not continue the chain means records in between were lost (a corrupt
+      // record in an older file, or a missing file). Replaying past the gap would build a state
+      // that never existed: stop here and set the rest aside, counted as one corrupt tail.
+      const gap = first !== undefined && ((chainEnd !== null && first !== chainEnd + 1) || (chainEnd === null && first > afterLsn + 1));
+      if (gap) {
+        const rest = files.slice(fi);
+        let dropped = 0;
+        for (const r of rest) {
+          const from = path.join(dir, r.name);
+          dropped += (await readFile(from)).length;
+          await rename(from, `${from}.orphaned`);
+        }
+        // A gap right after a cut tail is that same damage, already counted.
+        if (!previousFileCut) replay.corruptTails += 1;
+        replay.droppedBytes += dropped;
+        options.onCorruptTail?.({ file: full, offset: 0, droppedBytes: dropped, reason: `LSN gap: expected ${(chainEnd ?? afterLsn) + 1}, found ${first}; ${rest.length} later WAL file(s) set aside as .orphaned` });
+        files.length = fi;
+        break;
+      }
       if (parsed.reason !== undefined) {
         const dropped = buf.length - parsed.validBytes;
         replay.corruptTails += 1;
         replay.droppedBytes += dropped;
         options.onCorruptTail?.({ file: full, offset: parsed.validBytes, droppedBytes: dropped, reason: parsed.reason });
         await truncate(full, parsed.validBytes);
+        await fsyncFile(full);
       }
+      previousFileCut = parsed.reason !== undefined;
       let fileLast = 0;
       for (const r of parsed.records) {
         fileLast = r.lsn;
@@ -159,6 +185,7 @@ export class Wal {
           lastLsn = r.lsn;
         }
       }
+      if (fileLast > 0) chainEnd = fileLast;
       maxLsnSeen = Math.max(maxLsnSeen, fileLast);
       sealed.push({ seq: f.seq, lastLsn: fileLast });
     }
