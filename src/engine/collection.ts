@@ -109,8 +109,16 @@ export class Collection {
   #locator = new Map<string, Location>();
   #closed = false;
   #dropped = false;
-  #maintenance: Promise<void> = Promise.resolve();
-  #maintenanceQueued = false;
+  /** Flushes run one at a time, oldest memtable first. */
+  #flushLane: Promise<void> = Promise.resolve();
+  /** Merges and index builds run one at a time, beside flushes. */
+  #mergeLane: Promise<void> = Promise.resolve();
+  /** Manifest edits (publish + install) run one at a time. */
+  #manifestLane: Promise<void> = Promise.resolve();
+  #flushQueued = false;
+  #mergeQueued = false;
+  #nextSegmentId: number;
+  #nextRowKey: number;
   #idleTimer: NodeJS.Timeout | null = null;
   #lastWriteAt = 0;
   readonly #abort = new AbortController();
@@ -123,6 +131,8 @@ export class Collection {
     this.#manifests = manifests;
     this.#manifest = manifest;
     this.#wal = wal;
+    this.#nextSegmentId = manifest.nextSegmentId;
+    this.#nextRowKey = manifest.nextRowKey;
   }
 
   /** Open (or create) the collection stored in `dir`, replaying its WAL past the checkpoint. */
@@ -528,47 +538,83 @@ export class Collection {
   /** Flush the memtable to a segment now; resolves when the segment and manifest are durable. */
   async flush(): Promise<void> {
     this.#checkOpen();
-    await this.#enqueue(() => this.#flush());
+    await this.#runIn('flush', () => this.#flush());
   }
 
   /** Flush, then merge every segment into one, dropping overwritten and deleted rows; builds the index when large enough. */
   async compact(): Promise<void> {
     this.#checkOpen();
-    await this.#enqueue(async () => {
-      await this.#flush();
+    await this.#runIn('flush', () => this.#flush());
+    await this.#runIn('merge', async () => {
       if (this.#segments.length > 1 || this.#segments.some((s) => s.aliveCount < s.rowCount || s.tombstones.length > 0 || (s.index === null && s.rowCount >= this.#opts.hnsw.threshold))) await this.#merge();
     });
   }
 
-  /** Resolve once background work has caught up: memtable flushed and segments indexed per policy. */
+  /** Resolve once background work has caught up: memtable flushed and segments merged and indexed per policy. */
   async waitForIndexing(): Promise<void> {
     this.#checkOpen();
-    await this.#enqueue(async () => {
-      await this.#flush();
-      if (this.#mergeWanted(true)) await this.#merge();
-    });
+    for (let round = 0; round < 16; round++) {
+      await this.#runIn('flush', () => this.#flush());
+      await this.#runIn('merge', async () => {
+        if (this.#mergeWanted(true)) await this.#merge();
+      });
+      if (this.#active.size === 0 && this.#frozen.length === 0 && !this.#mergeWanted(true)) return;
+    }
   }
 
-  #enqueue(task: () => Promise<void>): Promise<void> {
-    const run = this.#maintenance.then(() => (this.#closed ? undefined : task()));
-    this.#maintenance = run.catch((err: unknown) => {
-      if (!this.#closed) this.#opts.logger.error({ collection: this.name, err: String(err) }, 'Collection maintenance failed');
+  /** Run `task` after everything queued in its lane; failures are logged for background callers and returned to direct ones. */
+  #runIn(lane: 'flush' | 'merge', task: () => Promise<void>): Promise<void> {
+    const prev = lane === 'flush' ? this.#flushLane : this.#mergeLane;
+    const run = prev.then(() => (this.#closed ? undefined : task()));
+    const settled = run.catch((err: unknown) => {
+      if (!this.#closed) this.#opts.logger.error({ collection: this.name, lane, err: String(err) }, 'Collection maintenance failed');
     });
+    if (lane === 'flush') this.#flushLane = settled;
+    else this.#mergeLane = settled;
     return run;
   }
 
-  /** Queue one background pass (flush if due, merge if due); never leaves a promise floating. */
+  #isIdle(): boolean {
+    return Date.now() - this.#lastWriteAt >= this.#opts.compaction.idleFlushMs;
+  }
+
+  /** Queue a flush and a merge when due; never leaves a promise floating. */
   #scheduleMaintenance(idle = false): void {
-    if (!this.#opts.compaction.enableBackground || this.#maintenanceQueued || this.#closed) return;
-    this.#maintenanceQueued = true;
-    void this.#enqueue(async () => {
-      this.#maintenanceQueued = false;
-      const c = this.#opts.compaction;
-      const isIdle = idle || Date.now() - this.#lastWriteAt >= c.idleFlushMs;
-      if (this.#active.ops >= c.thresholdOps || this.#wal.activeFileBytes >= c.thresholdBytes || (isIdle && this.#active.size > 0)) await this.#flush();
-      if (this.#mergeWanted(isIdle)) await this.#merge();
-      if (this.#active.ops >= c.thresholdOps || this.#mergeWanted(false)) this.#scheduleMaintenance();
+    if (!this.#opts.compaction.enableBackground || this.#closed) return;
+    const c = this.#opts.compaction;
+    const isIdle = idle || this.#isIdle();
+    const flushDue = this.#active.ops >= c.thresholdOps || this.#wal.activeFileBytes >= c.thresholdBytes || (isIdle && this.#active.size > 0);
+    if (flushDue && !this.#flushQueued) {
+      this.#flushQueued = true;
+      void this.#runIn('flush', async () => {
+        this.#flushQueued = false;
+        await this.#flush();
+        this.#scheduleMerge(this.#isIdle());
+      });
+    }
+    this.#scheduleMerge(isIdle);
+  }
+
+  #scheduleMerge(idle: boolean): void {
+    if (!this.#opts.compaction.enableBackground || this.#closed || this.#mergeQueued || !this.#mergeWanted(idle)) return;
+    this.#mergeQueued = true;
+    void this.#runIn('merge', async () => {
+      this.#mergeQueued = false;
+      if (this.#mergeWanted(idle || this.#isIdle())) await this.#merge();
+      this.#scheduleMerge(this.#isIdle());
     });
+  }
+
+  /** Publish the next manifest version and install its effect in memory, one edit at a time. */
+  #editManifest(edit: (current: Manifest) => Omit<Manifest, 'version' | 'nextSegmentId' | 'nextRowKey'>, install: () => void): Promise<void> {
+    const run = this.#manifestLane.then(async () => {
+      const next: Manifest = { ...edit(this.#manifest), version: this.#manifest.version + 1, nextSegmentId: this.#nextSegmentId, nextRowKey: this.#nextRowKey };
+      await this.#manifests.publish(next);
+      this.#manifest = next;
+      install();
+    });
+    this.#manifestLane = run.catch(() => undefined);
+    return run;
   }
 
   #mergeWanted(idle: boolean): boolean {
@@ -601,40 +647,41 @@ export class Collection {
 
   async #flushFrozen(mt: Memtable): Promise<void> {
     const segDir = path.join(this.#dir, 'segments');
-    const id = this.#manifest.nextSegmentId;
-    let nextKey = this.#manifest.nextRowKey;
+    const id = this.#nextSegmentId++;
     const rows: (SegmentRowInput & { vector: Float32Array })[] = [];
     const tombs: [string, number][] = [];
     for (const [docId, e] of mt.entries) {
       if (e.vector === null) tombs.push([docId, e.lsn]);
-      else rows.push({ id: docId, key: nextKey++, lsn: e.lsn, metadata: e.metadata, text: e.text, vector: e.vector });
+      else rows.push({ id: docId, key: this.#nextRowKey++, lsn: e.lsn, metadata: e.metadata, text: e.text, vector: e.vector });
     }
     const dim = this.dimension;
     const file = `seg-${id}.seg`;
     const { bytes, header } = await writeSegmentFile(path.join(segDir, file), dim, rows, (s, e) => packVectors(rows, s, e, dim), tombs);
     const entry: SegmentEntry = { id, file, rows: rows.length, tombstones: tombs.length, minLsn: header.minLsn, maxLsn: header.maxLsn, bytes };
-    const next: Manifest = { ...this.#manifest, version: this.#manifest.version + 1, checkpointLsn: Math.max(this.#manifest.checkpointLsn, mt.walBoundary), nextSegmentId: id + 1, nextRowKey: nextKey, segments: [...this.#manifest.segments, entry] };
     const segFile = SegmentFile.open(path.join(segDir, file));
     let seg: Segment;
     try {
       seg = new Segment(entry, segFile, segFile.readData(), null, packVectors(rows, 0, rows.length, dim), this.metric);
-      await this.#manifests.publish(next);
+      await this.#editManifest(
+        (m) => ({ ...m, checkpointLsn: Math.max(m.checkpointLsn, mt.walBoundary), segments: [...m.segments, entry] }),
+        () => {
+          // The segment replaces the frozen memtable in one synchronous step.
+          for (let r = 0; r < seg.rowCount; r++) {
+            const docId = seg.ids[r]!;
+            if (this.#newerMemtableHas(mt, docId)) continue;
+            seg.markAlive(r);
+            this.#locator.set(docId, { seg, row: r });
+          }
+          this.#segments.push(seg);
+          this.#frozen = this.#frozen.filter((f) => f !== mt);
+          this.#stats.flushes += 1;
+        },
+      );
     } catch (err) {
       segFile.close();
       throw err;
     }
-    // Install: the segment replaces the frozen memtable in one synchronous step.
-    this.#manifest = next;
-    for (let r = 0; r < seg.rowCount; r++) {
-      const docId = seg.ids[r]!;
-      if (this.#newerMemtableHas(mt, docId)) continue;
-      seg.markAlive(r);
-      this.#locator.set(docId, { seg, row: r });
-    }
-    this.#segments.push(seg);
-    this.#frozen = this.#frozen.filter((f) => f !== mt);
-    this.#stats.flushes += 1;
-    await this.#wal.deleteThrough(next.checkpointLsn);
+    await this.#wal.deleteThrough(this.#manifest.checkpointLsn);
   }
 
   #newerMemtableHas(mt: Memtable, id: string): boolean {
@@ -655,7 +702,7 @@ export class Collection {
     const picked: { seg: Segment; row: number; key: number }[] = [];
     for (const seg of inputs) for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) picked.push({ seg, row: r, key: seg.keys[r]! });
     picked.sort((a, b) => a.key - b.key);
-    const id = this.#manifest.nextSegmentId;
+    const id = this.#nextSegmentId++;
     const file = `seg-${id}.seg`;
     const rows: SegmentRowInput[] = picked.map((p) => ({ id: p.seg.ids[p.row]!, key: p.key, lsn: p.seg.lsns[p.row]!, metadata: p.seg.metadata[p.row]!, text: p.seg.texts[p.row]! }));
     const source = (start: number, end: number): Float32Array => {
@@ -706,25 +753,27 @@ export class Collection {
       entry.index = { file: indexFile, quantization: params.quantization, m: params.m, efConstruction: params.efConstruction, bytes: built.bytes };
     }
     const seg = openSegment(segDir, entry, this.info, this.#opts);
-    const next: Manifest = { ...this.#manifest, version: this.#manifest.version + 1, nextSegmentId: id + 1, segments: [...this.#manifest.segments.filter((e) => !inputs.some((s) => s.entry.id === e.id)), entry] };
-    // Segments flushed while this merge ran are newer than every input: the merged segment goes first.
-    next.segments = [entry, ...next.segments.filter((e) => e !== entry)];
+    const inputIds = new Set(inputs.map((s) => s.entry.id));
     try {
-      await this.#manifests.publish(next);
+      await this.#editManifest(
+        // Segments flushed while this merge ran are newer than every input: the merged one goes first.
+        (m) => ({ ...m, segments: [entry, ...m.segments.filter((e) => !inputIds.has(e.id))] }),
+        () => {
+          // A row stays live only if its input row still is: writes during the merge hid some.
+          for (let i = 0; i < picked.length; i++) {
+            const p = picked[i]!;
+            if (p.seg.alive[p.row] !== 1) continue;
+            seg.markAlive(i);
+            this.#locator.set(seg.ids[i]!, { seg, row: i });
+          }
+          this.#segments = [seg, ...this.#segments.filter((s) => !inputs.includes(s))];
+          this.#stats.merges += 1;
+        },
+      );
     } catch (err) {
       seg.close();
       throw err;
     }
-    // Install in one synchronous step: a row stays live only if its input row still is.
-    this.#manifest = next;
-    for (let i = 0; i < picked.length; i++) {
-      const p = picked[i]!;
-      if (p.seg.alive[p.row] !== 1) continue;
-      seg.markAlive(i);
-      this.#locator.set(seg.ids[i]!, { seg, row: i });
-    }
-    this.#segments = [seg, ...this.#segments.filter((s) => !inputs.includes(s))];
-    this.#stats.merges += 1;
     for (const s of inputs) {
       s.close();
       await unlink(path.join(segDir, s.entry.file)).catch(() => undefined);
@@ -762,7 +811,9 @@ export class Collection {
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#abort.abort();
-    await this.#maintenance;
+    await this.#flushLane;
+    await this.#mergeLane;
+    await this.#manifestLane;
     await this.#wal.close();
     for (const s of this.#segments) s.close();
   }
