@@ -24,6 +24,16 @@ export default class SummaryReporter implements Reporter {
       failed += skipped.length;
       process.exitCode = 1;
     }
-    process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped.length} skipped\n`);
+    this.#line = `tests: ${passed} passed, ${failed} failed, ${skipped.length} skipped`;
+  }
+
+  #line = '';
+
+  // The default reporter prints its own summary after onTestRunEnd; print the closing line
+  // when the process is done so it is the last line of the run.
+  onInit(): void {
+    process.once('exit', () => {
+      if (this.#line) process.stdout.write(`\n${this.#line}\n`);
+    });
   }
 }

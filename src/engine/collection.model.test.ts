@@ -36,7 +36,11 @@ type Op =
   | { kind: 'flush' }
   | { kind: 'compact' }
   | { kind: 'reopen' }
-  | { kind: 'sleep'; ms: number };
+  | { kind: 'sleep'; ms: number }
+  /** Writes and maintenance issued together without waiting; they must take effect in issue order. */
+  | { kind: 'burst'; ops: BurstOp[] };
+
+type BurstOp = Extract<Op, { kind: 'upsert' | 'deleteIds' | 'flush' | 'compact' }>;
 
 function toFilter(f: FilterSpec): Filter {
   switch (f.kind) {
@@ -96,6 +100,11 @@ function score(metric: Metric, d: number): number {
 }
 
 const f32 = (v: readonly number[]): number[] => Array.from(Float32Array.from(v));
+
+/** A document as `get` returns it: float32 vector, a JSON copy of the metadata. */
+function stored(d: { id: string; vector: number[]; metadata: Meta | null }): Document {
+  return { id: d.id, vector: f32(d.vector), metadata: d.metadata === null ? null : (JSON.parse(JSON.stringify(d.metadata)) as Metadata), text: null };
+}
 
 /** Brute-force top-k ground truth, plus the checks every query answer must pass. */
 function checkQuery(metric: Metric, model: Map<string, Document>, op: { vector: number[]; topK: number; filter: FilterSpec | null }, got: QueryMatch[]): void {
@@ -168,7 +177,15 @@ function opArb(metric: Metric, background: boolean): fc.Arbitrary<Op> {
     { weight: 6, arbitrary: fc.constant({ kind: 'compact' as const }) },
     { weight: 4, arbitrary: fc.constant({ kind: 'reopen' as const }) },
   ];
-  if (background) ops.push({ weight: 8, arbitrary: fc.integer({ min: 0, max: 15 }).map((ms) => ({ kind: 'sleep' as const, ms })) });
+  if (background) {
+    ops.push({ weight: 8, arbitrary: fc.integer({ min: 0, max: 15 }).map((ms) => ({ kind: 'sleep' as const, ms })) });
+    const burstOp = fc.oneof(
+      { weight: 6, arbitrary: ops[0]!.arbitrary as fc.Arbitrary<BurstOp> },
+      { weight: 3, arbitrary: ops[1]!.arbitrary as fc.Arbitrary<BurstOp> },
+      { weight: 1, arbitrary: fc.constantFrom<BurstOp>({ kind: 'flush' }, { kind: 'compact' }) },
+    );
+    ops.push({ weight: 8, arbitrary: fc.array(burstOp, { minLength: 2, maxLength: 8 }).map((b) => ({ kind: 'burst' as const, ops: b })) });
+  }
   return fc.oneof(...ops);
 }
 
@@ -221,8 +238,7 @@ async function runScript(metric: Metric, background: boolean, ops: Op[], cov: Co
         case 'upsert': {
           const r = await col.upsert(op.docs);
           expect(r.upserted).toBe(op.docs.length);
-          // Metadata is stored as a JSON copy.
-          for (const d of op.docs) model.set(d.id, { id: d.id, vector: f32(d.vector), metadata: d.metadata === null ? null : (JSON.parse(JSON.stringify(d.metadata)) as Metadata), text: null });
+          for (const d of op.docs) model.set(d.id, stored(d));
           break;
         }
         case 'deleteIds': {
@@ -271,6 +287,26 @@ async function runScript(metric: Metric, background: boolean, ops: Op[], cov: Co
         case 'sleep':
           await new Promise((r) => setTimeout(r, op.ms));
           break;
+        case 'burst': {
+          // Every call starts (and takes its LSN) before any is awaited; the model applies them
+          // in the same order.
+          const calls: Promise<unknown>[] = [];
+          for (const w of op.ops) {
+            if (w.kind === 'upsert') {
+              calls.push(col.upsert(w.docs).then((r) => expect(r.upserted).toBe(w.docs.length)));
+              for (const d of w.docs) model.set(d.id, stored(d));
+            } else if (w.kind === 'deleteIds') {
+              const unique = [...new Set(w.ids)];
+              const expected = unique.filter((id) => model.has(id)).length;
+              calls.push(col.delete({ ids: w.ids }).then((r) => expect(r.deleted).toBe(expected)));
+              for (const id of unique) model.delete(id);
+            } else {
+              calls.push(w.kind === 'flush' ? col.flush() : col.compact());
+            }
+          }
+          await Promise.all(calls);
+          break;
+        }
       }
     }
 
@@ -304,30 +340,30 @@ describe('Collection model test: random scripts against a Map and brute-force se
       fc.asyncProperty(scriptArb(false), async ([metric, ops]) => {
         await runScript(metric, false, ops, cov);
       }),
-      { numRuns: 400 },
+      // A run that hangs fails with its script instead of timing out the test; a failure's
+      // shrinking stops in time to report the smallest script found so far.
+      { numRuns: 100, timeout: 30_000, interruptAfterTimeLimit: 150_000 },
     );
-    console.log('COVERAGE', JSON.stringify(cov));
     // The scripts must really have built segments and HNSW indexes, queried them and reopened them.
-    expect(cov.runs).toBeGreaterThanOrEqual(100);
+    expect(cov.runs, 'runs completed within the time limit').toBeGreaterThanOrEqual(100);
     expect(cov.flushes).toBeGreaterThan(50);
     expect(cov.indexBuilds).toBeGreaterThan(10);
     expect(cov.queriesOnIndexedSegments).toBeGreaterThan(20);
     expect(cov.reopensWithSegments).toBeGreaterThan(10);
-  }, 600_000);
+  }, 200_000);
 
-  it('background flushes and merges (thresholdOps 5, idleFlushMs 5), 12 runs', async () => {
+  it('background flushes and merges (thresholdOps 5, idleFlushMs 5) and bursts of concurrent writes, 20 runs', async () => {
     const cov = newCoverage();
     await fc.assert(
       fc.asyncProperty(scriptArb(true), async ([metric, ops]) => {
         await runScript(metric, true, ops, cov);
       }),
-      { numRuns: 120 },
+      { numRuns: 20, timeout: 30_000, interruptAfterTimeLimit: 90_000 },
     );
-    console.log('COVERAGE-BG', JSON.stringify(cov));
-    expect(cov.runs).toBeGreaterThanOrEqual(12);
+    expect(cov.runs, 'runs completed within the time limit').toBeGreaterThanOrEqual(20);
     expect(cov.flushes).toBeGreaterThan(5);
     expect(cov.merges).toBeGreaterThan(0);
-  }, 600_000);
+  }, 120_000);
 
   it('replays a few fixed scripts that reach every maintenance path', async () => {
     // Deterministic coverage independent of the generator: rows in memtable, raw segment,

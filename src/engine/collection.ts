@@ -3,7 +3,7 @@ import path from 'node:path';
 import { AkiError } from '../errors.js';
 import { compileFilter, parseFilter, predicateOf, type Filter, type FilterNode, type Metadata } from '../index/filter.js';
 import { evaluateOnColumns } from '../index/filter-columns.js';
-import { inverseNorm, presentDistance, rawDistance, toVector, type Metric } from '../index/metric.js';
+import { inverseNorm, normalized, presentDistance, rawDistance, toVector, type Metric } from '../index/metric.js';
 import { exactTopK, HnswIndex, type HnswParams } from '../index/hnsw-index.js';
 import { buildIndexInWorker } from '../index/index-builder.js';
 import { ManifestStore, type Manifest, type SegmentEntry } from '../storage/manifest.js';
@@ -204,31 +204,30 @@ export class Collection {
     return { upserted: stored.length, lsn };
   }
 
-  /** Delete by ids or by filter; resolves once durable with how many live documents it removed. */
+  /**
+   * Delete by ids, by filter, or both (ids narrowed by the filter); resolves once durable with how
+   * many live documents it removed. A filter is evaluated when the delete takes its place in LSN
+   * order, like every other write: it sees every write issued before it and none issued after.
+   */
   async delete(req: { ids?: readonly string[]; filter?: Filter }): Promise<{ deleted: number; lsn: number }> {
     this.#checkOpen();
     if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'delete takes { ids } or { filter }');
     const { ids, filter } = req;
     if (ids === undefined && filter === undefined) throw new AkiError('INVALID_ARGUMENT', {}, 'delete needs ids or a filter');
-    const targets = new Set<string>();
+    let idList: string[] | null = null;
     if (ids !== undefined) {
       if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new AkiError('INVALID_ARGUMENT', {}, 'ids must be an array of strings');
       if (ids.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { ids: ids.length }, `At most ${this.#opts.limits.maxBatchDocuments} ids a call`);
-      for (const id of ids) targets.add(id);
+      idList = [...new Set(ids)];
     }
+    let op: WalOp;
     if (filter !== undefined) {
-      const pred = compileFilter(filter, this.#opts.limits.filter);
-      // Narrow by ids when both are given; otherwise every live document that matches.
-      if (ids !== undefined) {
-        for (const id of [...targets]) if (!pred(this.#liveMetadata(id))) targets.delete(id);
-      } else {
-        this.#forEachLive((id, meta) => {
-          if (pred(meta)) targets.add(id);
-        });
-      }
+      parseFilter(filter, this.#opts.limits.filter);
+      op = { type: 'deleteWhere', filter: JSON.parse(JSON.stringify(filter)) as Filter, ids: idList };
+    } else {
+      if (idList!.length === 0) return { deleted: 0, lsn: this.#wal.lastLsn };
+      op = { type: 'delete', ids: idList! };
     }
-    if (targets.size === 0) return { deleted: 0, lsn: this.#wal.lastLsn };
-    const op: WalOp = { type: 'delete', ids: [...targets] };
     let deleted = 0;
     const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => {
       deleted = this.#apply(op, l);
@@ -255,7 +254,9 @@ export class Collection {
       }
       if (Buffer.byteLength(json, 'utf8') > this.#opts.limits.maxMetadataBytes) throw new AkiError('PAYLOAD_TOO_LARGE', { ...where, id, maxMetadataBytes: this.#opts.limits.maxMetadataBytes }, `Document ${i}: metadata exceeds ${this.#opts.limits.maxMetadataBytes} bytes`);
       // Store a JSON copy: later changes to the caller's object must not reach stored data.
-      meta = JSON.parse(json) as Metadata;
+      const copy: unknown = JSON.parse(json);
+      if (typeof copy !== 'object' || copy === null || Array.isArray(copy)) throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: metadata must serialize to a JSON object`);
+      meta = copy as Metadata;
     }
     let txt: string | null = null;
     if (text !== undefined && text !== null) {
@@ -276,8 +277,24 @@ export class Collection {
       }
       return op.docs.length;
     }
+    let targets: Iterable<string>;
+    if (op.type === 'deleteWhere') {
+      // Limits were checked when the delete was accepted; replay must not refuse it later.
+      const pred = compileFilter(op.filter, { maxDepth: Infinity, maxClauses: Infinity, maxInValues: Infinity });
+      const found: string[] = [];
+      if (op.ids !== null) {
+        for (const id of op.ids) if (this.#isLive(id) && pred(this.#liveMetadata(id))) found.push(id);
+      } else {
+        this.#forEachLive((id, meta) => {
+          if (pred(meta)) found.push(id);
+        });
+      }
+      targets = found;
+    } else {
+      targets = op.ids;
+    }
     let deleted = 0;
-    for (const id of op.ids) {
+    for (const id of targets) {
       if (this.#isLive(id)) deleted += 1;
       this.#supersede(id);
       mt.set(id, { lsn, vector: null, metadata: null, text: null, invNorm: 0 });
@@ -379,6 +396,8 @@ export class Collection {
     const node = req.filter === undefined || req.filter === null ? null : parseFilter(req.filter, this.#opts.limits.filter);
     const pred = node ? predicateOf(node) : null;
     const qInv = inverseNorm(this.metric, q);
+    // Native kernels (graph, exact scan) get a unit query under cosine: the graph stores f16.
+    const qNative = this.metric === 'cosine' ? normalized(q, qInv) : q;
     const top = new TopK<Hit>(topK);
 
     // Memtables: exact scan, newest version of each id only.
@@ -394,7 +413,7 @@ export class Collection {
     }
     for (const seg of this.#segments) {
       if (seg.aliveCount === 0) continue;
-      this.#searchSegment(seg, q, qInv, node, topK, ef, top);
+      this.#searchSegment(seg, q, qNative, qInv, node, topK, ef, top);
     }
     const { metric } = this;
     const includeMetadata = req.includeMetadata ?? true;
@@ -407,7 +426,7 @@ export class Collection {
     });
   }
 
-  #searchSegment(seg: Segment, q: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>): void {
+  #searchSegment(seg: Segment, q: Float32Array, qNative: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>): void {
     let matches: Int32Array | null = null;
     let matchCount = seg.aliveCount;
     let matchMask: Uint8Array = seg.alive;
@@ -431,7 +450,7 @@ export class Collection {
       for (;;) {
         // Ask for twice the candidates and judge by the first half: the tail of an approximate
         // result list is where the graph misses most, so only the head vouches for a match set.
-        const hits = seg.index!.search(q, fetch * 2, ef);
+        const hits = seg.index!.search(qNative, fetch * 2, ef);
         let acceptedInHead = 0;
         for (let i = 0; i < hits.keys.length; i++) {
           const row = seg.rowOfKey(Number(hits.keys[i]!));
@@ -454,10 +473,10 @@ export class Collection {
       for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) rows.push(r);
       matches = Int32Array.from(rows);
     }
-    this.#exactScan(seg, q, qInv, matches, k, top);
+    this.#exactScan(seg, q, qNative, qInv, matches, k, top);
   }
 
-  #exactScan(seg: Segment, q: Float32Array, qInv: number, rows: Int32Array, k: number, top: TopK<Hit>): void {
+  #exactScan(seg: Segment, q: Float32Array, qNative: Float32Array, qInv: number, rows: Int32Array, k: number, top: TopK<Hit>): void {
     const dim = this.dimension;
     const metric = this.metric;
     const CHUNK = 4096;
@@ -474,7 +493,7 @@ export class Collection {
     // Indexed segments keep vectors on disk: read a chunk, rank it with the SIMD kernel.
     for (let s = 0; s < rows.length; s += CHUNK) {
       const part = rows.subarray(s, Math.min(rows.length, s + CHUNK));
-      const best = exactTopK(seg.readVectors(part), dim, q, k, metric);
+      const best = exactTopK(seg.readVectors(part), dim, qNative, k, metric);
       for (let i = 0; i < best.rows.length; i++) {
         const row = part[Number(best.rows[i]!)]!;
         const d = best.distances[i]!;

@@ -112,6 +112,31 @@ describe('AkiDB.open and lifecycle', () => {
     expect(await reopened.count()).toBe(1);
     expect(await reopened.get(['a', 'b'])).toEqual([{ id: 'a', vector: [1, 2], metadata: { k: 1 }, text: null }, null]);
   });
+
+  it('close during writes and a compaction keeps every acknowledged write', async () => {
+    const dir = tempDir();
+    const opts = { hnsw: { threshold: 4, quantization: 'f32' as const }, compaction: { thresholdOps: 3, enableBackground: true, idleFlushMs: 1 } };
+    const db = await open({ dataDir: dir, ...opts });
+    const col = await db.createCollection({ name: 'c', dimension: 2, metric: 'l2' });
+    await col.upsert(Array.from({ length: 40 }, (_, i) => ({ id: `s${i}`, vector: [i, 0] })));
+    const writes = Array.from({ length: 30 }, (_, i) => col.upsert([{ id: `w${i}`, vector: [i, 1] }]).then(() => `w${i}`));
+    // The compaction may finish, or be abandoned by close (CLOSED); either way nothing is lost.
+    const compaction = col.compact().then(
+      () => 'done',
+      (err: unknown) => (err as AkiError).code,
+    );
+    await db.close();
+    const acked = await Promise.all(writes);
+    expect(['done', 'CLOSED']).toContain(await compaction);
+
+    const again = await open({ dataDir: dir, ...opts });
+    const reopened = await again.getCollection('c');
+    expect(await reopened.count()).toBe(70);
+    expect((await reopened.get(acked)).every((d) => d !== null)).toBe(true);
+    await reopened.waitForIndexing();
+    expect(reopened.stats()).toMatchObject({ documents: 70, memtableEntries: 0 });
+    expect((await reopened.query({ vector: [0, 1], topK: 1 }))[0]).toMatchObject({ id: 'w0', distance: 0 });
+  });
 });
 
 describe('collections', () => {
@@ -275,6 +300,11 @@ describe('bad input gets its coded error and harms nothing stored', () => {
   })();
   const wide = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`f${i}`, i]));
   const v = (...xs: number[]): number[] => xs;
+  const circular = (): Metadata => {
+    const m: Metadata = {};
+    m['self'] = m;
+    return m;
+  };
 
   const cases: [string, () => Promise<unknown>, ErrorCode][] = [
     ['upsert a vector that is too short', () => col.upsert([{ id: 'k1', vector: v(1, 2) }]), 'DIMENSION_MISMATCH'],
@@ -334,12 +364,26 @@ describe('bad input gets its coded error and harms nothing stored', () => {
     ['createCollection with dimension NaN', () => db.createCollection({ name: 'n', dimension: Number.NaN }), 'INVALID_DIMENSION'],
     ['createCollection with dimension "3"', () => db.createCollection({ name: 'n', dimension: '3' as unknown as number }), 'INVALID_DIMENSION'],
     ['createCollection of an existing name with a bad dimension', () => db.createCollection({ name: 'keep', dimension: 0 }), 'INVALID_DIMENSION'],
+    ['createCollection with i8 quantization and l2', () => db.createCollection({ name: 'n', dimension: 3, metric: 'l2', index: { quantization: 'i8' } }), 'INVALID_INDEX_PARAMS'],
+    ['createCollection with HNSW m 1', () => db.createCollection({ name: 'n', dimension: 3, index: { m: 1 } }), 'INVALID_INDEX_PARAMS'],
+    ['createCollection with an unknown quantization', () => db.createCollection({ name: 'n', dimension: 3, index: { quantization: 'f64' as 'f32' } }), 'INVALID_INDEX_PARAMS'],
+    ['upsert a non-array', () => col.upsert({ id: 'k1', vector: [1, 1, 1] } as unknown as DocumentInput[]), 'INVALID_ARGUMENT'],
+    ['upsert a null document', () => col.upsert([null as unknown as DocumentInput]), 'INVALID_DOCUMENT'],
+    ['upsert a numeric id', () => col.upsert([{ id: 5 as unknown as string, vector: v(1, 1, 1) }]), 'INVALID_DOCUMENT'],
+    ['upsert an id over 1024 bytes', () => col.upsert([{ id: 'é'.repeat(513), vector: v(1, 1, 1) }]), 'INVALID_DOCUMENT'],
+    ['upsert circular metadata', () => col.upsert([{ id: 'k1', vector: v(1, 1, 1), metadata: circular() }]), 'INVALID_DOCUMENT'],
+    ['upsert BigInt metadata', () => col.upsert([{ id: 'k1', vector: v(1, 1, 1), metadata: { b: 10n } }]), 'INVALID_DOCUMENT'],
+    ['upsert text over 1 MiB', () => col.upsert([{ id: 'k1', vector: v(1, 1, 1), text: 'x'.repeat(1024 * 1024 + 1) }]), 'PAYLOAD_TOO_LARGE'],
+    ['query with efSearch 0', () => col.query({ vector: v(1, 0, 0), topK: 1, efSearch: 0 }), 'INVALID_ARGUMENT'],
+    ['delete with neither ids nor filter', () => col.delete({}), 'INVALID_ARGUMENT'],
+    ['delete with non-string ids', () => col.delete({ ids: [1] as unknown as string[] }), 'INVALID_ARGUMENT'],
+    ['get with non-string ids', () => col.get([null] as unknown as string[]), 'INVALID_ARGUMENT'],
   ];
 
   it.each(cases)('%s', async (_name, call, code) => {
     await expectCode(call(), code);
     await expectIntact();
-    if (code === 'INVALID_METRIC' || code === 'INVALID_DIMENSION') await expectCode(db.getCollection('n'), 'COLLECTION_NOT_FOUND');
+    if (code === 'INVALID_METRIC' || code === 'INVALID_DIMENSION' || code === 'INVALID_INDEX_PARAMS') await expectCode(db.getCollection('n'), 'COLLECTION_NOT_FOUND');
     expect(await col.get(['n'])).toEqual([null]);
   });
 
@@ -389,6 +433,25 @@ describe('bad input gets its coded error and harms nothing stored', () => {
     expect((await col.get(['big']))[0]?.metadata).toEqual(at);
     await expectCode(col.upsert([{ id: 'big', vector: [1, 1, 1], metadata: { s: `${at.s}y` } }]), 'PAYLOAD_TOO_LARGE');
     expect((await col.get(['big']))[0]?.metadata).toEqual(at);
+  });
+
+  // Validation checks `typeof metadata === 'object'` and then stores JSON.parse(JSON.stringify(m)),
+  // so an object whose JSON is not an object (a Date, anything with such a toJSON) is stored as
+  // a string or a number, and `get` returns metadata that is not a JSON object.
+
+  it('metadata that does not serialize to a JSON object is rejected with INVALID_DOCUMENT', async () => {
+    await expectCode(col.upsert([{ id: 'k1', vector: [1, 1, 1], metadata: new Date(0) as unknown as Metadata }]), 'INVALID_DOCUMENT');
+    await expectCode(col.upsert([{ id: 'k2', vector: [1, 1, 1], metadata: { toJSON: () => 5 } }]), 'INVALID_DOCUMENT');
+    await expectIntact();
+  });
+
+  it('dimensions 1 and 4096 are accepted', async () => {
+    const one = await db.createCollection({ name: 'one', dimension: 1, metric: 'l2' });
+    await one.upsert([{ id: 'a', vector: [2] }]);
+    expect((await one.query({ vector: [0], topK: 1 }))[0]?.distance).toBe(2);
+    const wide4096 = await db.createCollection({ name: 'wide', dimension: 4096 });
+    await wide4096.upsert([{ id: 'a', vector: Array.from({ length: 4096 }, (_, i) => i + 1) }]);
+    expect(await wide4096.count()).toBe(1);
   });
 
   it('a batch of exactly 10,000 documents is accepted', async () => {
@@ -663,8 +726,8 @@ describe('query', () => {
   // A vector like [1e-40, 0, 0] is finite and non-zero in float32, so upsert accepts it. Its
   // inverse norm (1e40) overflows the Float32Array that segments keep (segment.ts invNorms), so
   // after a flush the cosine distance becomes -Infinity and the score Infinity.
-  // ENGINE BUG: either reject such vectors with INVALID_VECTOR or keep the distance finite.
-  it('BUG: a cosine vector with a tiny norm keeps a finite distance after flush', async () => {
+
+  it('a cosine vector with a tiny norm keeps a finite distance after flush', async () => {
     const col = await db.createCollection({ name: 'c', dimension: 3, metric: 'cosine' });
     const err = await col.upsert([{ id: 'tiny', vector: [1e-40, 0, 0] }]).then(
       () => null,
@@ -787,8 +850,8 @@ describe('concurrency', () => {
   // later, after the writes queued before it. So it can delete a document whose newer version,
   // written before the delete was issued, no longer matches: no serial order of the two calls
   // deletes it (upsert-then-delete: g is 2, no match; delete-then-upsert: the upsert recreates it).
-  // ENGINE BUG (collection.ts delete): evaluate the filter at apply time, in WAL order.
-  it('BUG: delete by filter never removes a document whose pending newer version does not match', async () => {
+
+  it('delete by filter never removes a document whose pending newer version does not match', async () => {
     const db = await open({ dataDir: tempDir(), ...SMALL });
     const col = await db.createCollection({ name: 'c', dimension: 2 });
     await col.upsert([{ id: 'y', vector: [1, 0], metadata: { g: 1 } }]);
@@ -802,7 +865,7 @@ describe('concurrency', () => {
   // The mirror case of the bug above: the delete is issued after the upsert (and resolves after it
   // was applied) yet misses the document it matches. Every other write takes effect in issue
   // order (LSN order); delete by filter does not. Same fix as above.
-  it('BUG: delete by filter takes effect in issue order: it removes a matching document upserted just before it', async () => {
+  it('delete by filter takes effect in issue order: it removes a matching document upserted just before it', async () => {
     const db = await open({ dataDir: tempDir(), ...SMALL });
     const col = await db.createCollection({ name: 'c', dimension: 2 });
     const write = col.upsert([{ id: 'z', vector: [1, 0], metadata: { g: 1 } }]);

@@ -23,7 +23,7 @@ export class Segment {
   aliveCount: number;
   readonly index: HnswIndex | null;
   readonly vectors: Float32Array | null;
-  readonly invNorms: Float32Array | null;
+  readonly invNorms: Float64Array | null;
   readonly dimension: number;
   /** Metadata laid out by field for filter scans. */
   readonly columns: ColumnCache;
@@ -48,7 +48,7 @@ export class Segment {
     this.columns = new ColumnCache(data.metadata);
     if (vectors) {
       const n = data.ids.length;
-      this.invNorms = new Float32Array(n);
+      this.invNorms = new Float64Array(n);
       for (let i = 0; i < n; i++) this.invNorms[i] = inverseNorm(metric, vectors, i * this.dimension, this.dimension);
     } else {
       this.invNorms = null;

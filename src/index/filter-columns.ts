@@ -62,7 +62,7 @@ export class ColumnCache {
   }
 
   column(path: readonly string[]): Column {
-    const key = path.join('\u0000');
+    const key = JSON.stringify(path);
     let c = this.#columns.get(key);
     if (!c) {
       c = buildColumn(this.#metadata, path);

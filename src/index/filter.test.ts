@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AkiError } from '../errors.js';
-import { compileFilter, type Metadata } from './filter.js';
+import { ColumnCache, evaluateOnColumns } from './filter-columns.js';
+import { compileFilter, parseFilter, type Metadata } from './filter.js';
 
 /** Whether `metadata` passes `filter`. */
 function matches(filter: unknown, metadata: Metadata | null): boolean {
@@ -146,8 +147,7 @@ describe('compileFilter: arrays (an array field matches when any element does)',
   });
 
   // MongoDB: { 'a.b': 1 } matches { a: [{ b: 1 }] } (the path descends into each element).
-  // ENGINE BUG (filter.ts lookup): a dotted path stops at an array and reads as missing.
-  it('BUG: a dotted path through an array of objects matches when any element does (MongoDB rule)', () => {
+  it('a dotted path through an array of objects matches when any element does (MongoDB rule)', () => {
     expect(matches({ 'a.b': 1 }, { a: [{ b: 0 }, { b: 1 }] })).toBe(true);
     expect(matches({ 'a.b': { $gt: 0 } }, { a: [{ b: 0 }, { b: 1 }] })).toBe(true);
     expect(matches({ 'a.b': 2 }, { a: [{ b: 0 }, { b: 1 }] })).toBe(false);
@@ -293,11 +293,12 @@ describe('compileFilter: complexity limits (depth 32, 100 clauses)', () => {
     expectCode(notChain(100_000), 'FILTER_TOO_COMPLEX');
   });
 
-  // The limit is "depth <= 32". A filter of 32 nested objects ({ $not: ... } 31 times around
-  // { a: 1 }) is at the limit and must compile; today the compiler counts the leaf clause as one
-  // level below its object and rejects it. ENGINE BUG (filter.ts): off by one.
-  it('BUG: accepts a filter nested exactly 32 objects deep', () => {
-    expect(matches(notChain(32), { a: 1 })).toBe(true); // 31 $not wrappers: odd, so inverted
+  // The limit is "depth <= 32": a filter of 32 nested objects ({ $not: ... } 31 times around
+  // { a: 1 }) is at the limit and compiles; 31 wrappers invert, so { a: 2 } matches.
+  it('accepts a filter nested exactly 32 objects deep', () => {
+    expect(matches(notChain(32), { a: 2 })).toBe(true);
+    expect(matches(notChain(32), { a: 1 })).toBe(false);
+    expectCode(notChain(33), 'FILTER_TOO_COMPLEX');
   });
 
   it('accepts exactly 100 clauses', () => {
@@ -412,4 +413,126 @@ describe('compileFilter: arbitrary input', () => {
     );
     expect(evaluated).toBeGreaterThan(1000);
   }, 30_000);
+});
+
+describe('column-wise evaluation (segments) agrees with the row predicate (memtable)', () => {
+  /** What the row predicate says for each row, as the 0/1 mask evaluateOnColumns returns. */
+  function rowWise(filter: unknown, rows: readonly (Metadata | null)[]): number[] {
+    const pred = compileFilter(filter);
+    return rows.map((m) => (pred(m) ? 1 : 0));
+  }
+
+  function columnWise(filter: unknown, rows: readonly (Metadata | null)[], cache = new ColumnCache(rows)): number[] {
+    return Array.from(evaluateOnColumns(parseFilter(filter), cache));
+  }
+
+  it('agrees on the hand-written cases above', () => {
+    const rows: (Metadata | null)[] = [
+      null,
+      {},
+      { a: 1 },
+      { a: 2.5, b: 'x' },
+      { a: '1', b: null },
+      { a: [1, 3], b: ['x', 'y'] },
+      { a: { b: 1 }, b: true },
+      { a: null },
+      { a: [] },
+      JSON.parse('{"__proto__":5,"constructor":"c"}') as Metadata,
+    ];
+    const filters: unknown[] = [
+      { a: 1 },
+      { a: null },
+      { a: { $ne: 1 } },
+      { a: { $ne: null } },
+      { a: { $gt: 1 } },
+      { a: { $lte: 2.5 } },
+      { a: { $gt: '0' } },
+      { a: { $in: [1, '1', null] } },
+      { a: { $nin: [1, null] } },
+      { a: { $exists: true } },
+      { a: { $exists: false } },
+      { a: { $not: { $gt: 1 } } },
+      { 'a.b': 1 },
+      { b: 'x' },
+      { b: true },
+      { $or: [{ a: 1 }, { b: 'x' }] },
+      { $not: { a: { $in: [1, 2.5] } } },
+      { $and: [{ a: { $gte: 1 } }, { a: { $lt: 3 } }] },
+      JSON.parse('{"__proto__":5}'),
+      { constructor: { $exists: true } },
+      { toString: { $exists: true } },
+      {},
+    ];
+    for (const f of filters) expect(columnWise(f, rows), JSON.stringify(f)).toEqual(rowWise(f, rows));
+  });
+
+  it('agrees on random filters over random segments (numeric, dictionary and mixed columns)', () => {
+    const scalar = fc.oneof(fc.constant(null), fc.boolean(), fc.integer({ min: -3, max: 3 }), fc.double({ min: -4, max: 4, noNaN: true }), fc.constantFrom('a', 'b', ''));
+    // Per field, a value profile so columns come out numeric, dictionary-coded or mixed.
+    const valueFor = (profile: number): fc.Arbitrary<unknown> =>
+      profile === 0
+        ? fc.integer({ min: -3, max: 3 })
+        : profile === 1
+          ? fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom('a', 'b'), fc.boolean(), fc.constant(null))
+          : fc.oneof(scalar, fc.array(scalar, { maxLength: 3 }), fc.record({ x: scalar }, { requiredKeys: [] }));
+    const rows = fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })).chain(([pa, pb]) =>
+      fc.array(
+        fc.oneof(
+          { weight: 1, arbitrary: fc.constant(null) },
+          { weight: 8, arbitrary: fc.record({ a: valueFor(pa), b: valueFor(pb) }, { requiredKeys: [] }) as fc.Arbitrary<Metadata> },
+        ),
+        { minLength: 1, maxLength: 12 },
+      ),
+    );
+    const value = fc.oneof(fc.constant(null), fc.boolean(), fc.integer({ min: -3, max: 3 }), fc.constantFrom('a', 'b'));
+    const ordered = fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -4, max: 4, noNaN: true }), fc.constantFrom('a', 'b'));
+    const cond = fc.oneof(
+      value,
+      fc.record({ $eq: value }),
+      fc.record({ $ne: value }),
+      fc.record({ $gt: ordered }),
+      fc.record({ $gte: ordered }),
+      fc.record({ $lt: ordered }),
+      fc.record({ $lte: ordered }),
+      fc.record({ $in: fc.array(value, { maxLength: 3 }) }),
+      fc.record({ $nin: fc.array(value, { maxLength: 3 }) }),
+      fc.record({ $exists: fc.boolean() }),
+      fc.record({ $not: fc.record({ $gte: ordered }) }),
+    );
+    const { filter } = fc.letrec<{ filter: Record<string, unknown> }>((tie) => ({
+      filter: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.dictionary(fc.constantFrom('a', 'b', 'a.x', 'b.x', 'c'), cond, { minKeys: 1, maxKeys: 2 }),
+        fc.record({ $and: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
+        fc.record({ $or: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
+        fc.record({ $not: tie('filter') }),
+      ),
+    }));
+    fc.assert(
+      fc.property(rows, fc.array(filter, { minLength: 1, maxLength: 3 }), (segment, filters) => {
+        // One cache for several filters, as a segment keeps its columns across queries.
+        const cache = new ColumnCache(segment);
+        for (const f of filters) {
+          let expected: number[];
+          try {
+            expected = rowWise(f, segment);
+          } catch (err) {
+            expect(err).toMatchObject({ code: 'FILTER_TOO_COMPLEX' });
+            continue;
+          }
+          expect(columnWise(f, segment, cache)).toEqual(expected);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  }, 30_000);
+
+  // A segment caches columns by path.join('\u0000'), so the field "a\u0000b" and the path a.b
+  // share a cache entry: whichever is filtered on first answers for both afterwards.
+  it('a field name holding NUL and the dotted path it resembles get separate columns', () => {
+    const rows: Metadata[] = [{ a: { b: 1 } }, JSON.parse('{"a\\u0000b":1}') as Metadata];
+    const cache = new ColumnCache(rows);
+    expect(columnWise({ 'a\u0000b': 1 }, rows, cache)).toEqual([0, 1]);
+    expect(columnWise({ 'a.b': 1 }, rows, cache)).toEqual([1, 0]);
+  });
 });

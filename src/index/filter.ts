@@ -33,11 +33,27 @@ function invalid(message: string, details: Record<string, unknown> = {}): AkiErr
   return new AkiError('INVALID_FILTER', details, message);
 }
 
-/** Value at a dotted path of own properties; undefined when absent. */
-function lookup(metadata: Metadata | null, parts: readonly string[]): unknown {
+/**
+ * Value at a dotted path of own properties; undefined when absent. An array met before the last
+ * step fans out over its object elements (MongoDB's rule): the result is then the array of the
+ * values found, and `any element` matching applies to it.
+ */
+function lookup(metadata: Metadata | null, parts: readonly string[], from = 0): unknown {
   let cur: unknown = metadata;
-  for (const p of parts) {
-    if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) return undefined;
+  for (let i = from; i < parts.length; i++) {
+    if (Array.isArray(cur)) {
+      const found: unknown[] = [];
+      for (const el of cur) {
+        if (typeof el !== 'object' || el === null) continue;
+        const v = lookup(el as Metadata, parts, i);
+        if (v === undefined) continue;
+        if (Array.isArray(v)) found.push(...(v as unknown[]));
+        else found.push(v);
+      }
+      return found.length > 0 ? found : undefined;
+    }
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    const p = parts[i]!;
     if (!Object.hasOwn(cur, p)) return undefined;
     cur = (cur as Record<string, unknown>)[p];
   }
@@ -105,7 +121,7 @@ class Parser {
         parts.push(this.logical(key, value, depth + 1));
       } else {
         if (key.length === 0) throw invalid('Empty field name in filter');
-        parts.push(this.field(key.split('.'), value, depth + 1));
+        parts.push(this.field(key.split('.'), value, depth));
       }
     }
     if (parts.length === 0) return { kind: 'all' };
@@ -130,11 +146,12 @@ class Parser {
       this.count(depth);
       return { kind: 'leaf', path, op: '$eq', arg: cond, test: (v) => fieldEquals(v, cond) };
     }
+    // The operator object is one level deeper than the object naming the field.
     const children: FilterNode[] = [];
     for (const op of keys) {
       const arg = (cond as Record<string, unknown>)[op];
       if (!FIELD_OPS.has(op)) throw invalid(`Unknown filter operator ${op}`, { operator: op, field: path.join('.') });
-      this.count(depth);
+      this.count(depth + 1);
       children.push(this.operator(path, op, arg, depth + 1));
     }
     return children.length === 1 ? children[0]! : { kind: 'and', children };

@@ -29,7 +29,21 @@ async function run(job: WorkerJob): Promise<{ bytes: number; size: number }> {
         yield { keys: Float64Array.from(rows, (r) => keys[r]!), vectors: seg.readVectorRows(rows) };
       }
     }
-    return await buildHnswIndexFile(job, batches());
+    // Under cosine the graph stores unit vectors: f16 / i8 keep their precision whatever the scale.
+    function* unit(): Generator<{ keys: Float64Array; vectors: Float32Array }> {
+      const d = job.dimension;
+      for (const b of batches()) {
+        const v = b.vectors;
+        for (let r = 0; r < v.length; r += d) {
+          let s = 0;
+          for (let i = r; i < r + d; i++) s += v[i]! * v[i]!;
+          const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+          for (let i = r; i < r + d; i++) v[i] = v[i]! * inv;
+        }
+        yield b;
+      }
+    }
+    return await buildHnswIndexFile(job, job.metric === 'cosine' ? unit() : batches());
   } finally {
     seg.close();
   }

@@ -48,6 +48,16 @@ export function presentDistance(metric: Metric, raw: number): { distance: number
   }
 }
 
+/** Cosine needs a direction: vectors shorter than this are rejected (zero included). */
+export const MIN_COSINE_NORM = 1e-15;
+
+/** A unit-length copy of `v` (for cosine), so low-precision kernels see well-scaled values. */
+export function normalized(v: Float32Array, invNorm: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) out[i] = v[i]! * invNorm;
+  return out;
+}
+
 /**
  * Validate and convert a user vector to Float32Array: right length, finite after conversion to
  * float32, and (for cosine) not all zeros. `copy` false lets a Float32Array through uncopied
@@ -74,6 +84,6 @@ export function toVector(input: unknown, dimension: number, metric: Metric, wher
     if (!Number.isFinite(x)) throw new AkiError('INVALID_VECTOR', { ...where, index: i }, `Vector element ${i} is not finite (NaN, Infinity, or beyond float32 range)`);
     norm += x * x;
   }
-  if (metric === 'cosine' && norm === 0) throw new AkiError('INVALID_VECTOR', where, 'A zero vector has no cosine similarity');
+  if (metric === 'cosine' && !(norm >= MIN_COSINE_NORM * MIN_COSINE_NORM)) throw new AkiError('INVALID_VECTOR', { ...where, minNorm: MIN_COSINE_NORM }, `A vector with norm below ${MIN_COSINE_NORM} has no usable cosine similarity`);
   return v;
 }

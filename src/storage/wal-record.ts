@@ -1,5 +1,5 @@
 import { AkiError } from '../errors.js';
-import type { Metadata } from '../index/filter.js';
+import type { Filter, Metadata } from '../index/filter.js';
 
 /** A document as the engine stores it. */
 export interface StoredDoc {
@@ -10,16 +10,28 @@ export interface StoredDoc {
 }
 
 /** One WAL record: a batch of upserts or of deletes, applied atomically. */
-export type WalOp = { type: 'upsert'; docs: StoredDoc[] } | { type: 'delete'; ids: string[] };
+export type WalOp =
+  | { type: 'upsert'; docs: StoredDoc[] }
+  | { type: 'delete'; ids: string[] }
+  /** Delete what matches `filter` (among `ids` when given) at the record's place in LSN order. */
+  | { type: 'deleteWhere'; filter: Filter; ids: string[] | null };
 
 const UPSERT = 1;
 const DELETE = 2;
+const DELETE_WHERE = 3;
 
 /**
  * Payload layout. upsert: u8 1 | u32 count | u32 dim | u32 jsonLen | json [[id, meta, text]...] |
- * pad to 4 | count*dim float32. delete: u8 2 | json [id...].
+ * pad to 4 | count*dim float32. delete: u8 2 | json [id...]. deleteWhere: u8 3 | json { filter, ids }.
  */
 export function encodeWalOp(op: WalOp, dimension: number): Buffer {
+  if (op.type === 'deleteWhere') {
+    const json = Buffer.from(JSON.stringify({ filter: op.filter, ids: op.ids }), 'utf8');
+    const out = Buffer.allocUnsafe(1 + json.length);
+    out.writeUInt8(DELETE_WHERE, 0);
+    json.copy(out, 1);
+    return out;
+  }
   if (op.type === 'delete') {
     const json = Buffer.from(JSON.stringify(op.ids), 'utf8');
     const out = Buffer.allocUnsafe(1 + json.length);
@@ -51,6 +63,12 @@ export function decodeWalOp(payload: Buffer, dimension: number): WalOp {
       const ids = JSON.parse(payload.subarray(1).toString('utf8')) as unknown;
       if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error('delete ids');
       return { type: 'delete', ids: ids as string[] };
+    }
+    if (type === DELETE_WHERE) {
+      const body = JSON.parse(payload.subarray(1).toString('utf8')) as { filter: unknown; ids: unknown };
+      if (typeof body.filter !== 'object' || body.filter === null || Array.isArray(body.filter)) throw new Error('deleteWhere filter');
+      if (body.ids !== null && !(Array.isArray(body.ids) && body.ids.every((x) => typeof x === 'string'))) throw new Error('deleteWhere ids');
+      return { type: 'deleteWhere', filter: body.filter as Filter, ids: body.ids as string[] | null };
     }
     if (type !== UPSERT) throw new Error(`record type ${type}`);
     const count = payload.readUInt32LE(1);
