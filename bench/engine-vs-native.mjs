@@ -11,16 +11,18 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, runEngineIngest, runEngineServe, runNative } from './lib.mjs';
+import { parseArgs, runEngineIngest, runEngineServe, runNativeBuild, runNativeServe } from './lib.mjs';
 
-const args = parseArgs(process.argv.slice(2), { data: 'bench/data/data-100k-768', m: 16, efc: 128, ef: 64, quant: 'f16', batch: 1000, queries: 1000, role: '', dir: '' });
+const args = parseArgs(process.argv.slice(2), { data: 'bench/data/data-100k-768', m: 16, efc: 128, ef: 64, quant: 'f16', batch: 1000, queries: 1000, rounds: 3, role: '', dir: '' });
 
 if (args.role === 'engine-ingest') {
   process.stdout.write(JSON.stringify(await runEngineIngest(args)) + '\n');
 } else if (args.role === 'engine-serve') {
   process.stdout.write(JSON.stringify(await runEngineServe(args)) + '\n');
-} else if (args.role === 'native') {
-  process.stdout.write(JSON.stringify(await runNative(args)) + '\n');
+} else if (args.role === 'native-build') {
+  process.stdout.write(JSON.stringify(await runNativeBuild(args)) + '\n');
+} else if (args.role === 'native-serve') {
+  process.stdout.write(JSON.stringify(await runNativeServe(args)) + '\n');
 } else {
   const self = fileURLToPath(import.meta.url);
   args.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-bench-'));
@@ -30,10 +32,24 @@ if (args.role === 'engine-ingest') {
     if (r.status !== 0) throw new Error(`${role} run failed with status ${r.status}`);
     return JSON.parse(r.stdout.trim().split('\n').at(-1));
   };
-  const native = run('native');
+  // Serving runs alternate native / engine, `rounds` times each, and report the median round, so
+  // that drift in a shared machine's speed falls on both sides alike.
+  const median = (runs) => [...runs].sort((a, b) => a.qps - b.qps)[Math.floor(runs.length / 2)];
+  let native;
   let engine;
+  const qpsRatios = [];
   try {
-    engine = { ...run('engine-ingest'), ...run('engine-serve') };
+    const nativeBuild = run('native-build');
+    const engineIngest = run('engine-ingest');
+    const nRuns = [];
+    const eRuns = [];
+    for (let r = 0; r < args.rounds; r++) {
+      nRuns.push(run('native-serve'));
+      eRuns.push(run('engine-serve'));
+      qpsRatios.push(eRuns[r].qps / nRuns[r].qps);
+    }
+    native = { ...nativeBuild, ...median(nRuns) };
+    engine = { ...engineIngest, ...median(eRuns) };
   } finally {
     fs.rmSync(args.dir, { recursive: true, force: true });
   }
@@ -46,5 +62,5 @@ if (args.role === 'engine-ingest') {
   console.log(`\n${new Date().toISOString()}  ${os.cpus()[0]?.model} x${os.availableParallelism()}  node ${process.version}`);
   console.log(`data ${args.data}: n=${engine.n} d=${engine.d} queries=${engine.queries}  M=${args.m} efConstruction=${args.efc} efSearch=${args.ef} quantization=${args.quant}`);
   for (const r of rows) console.log(`| ${r.map(fmt).join(' | ')} |`);
-  console.log(`engine QPS / native QPS = ${(engine.qps / native.qps).toFixed(3)}`);
+  console.log(`engine QPS / native QPS per round: ${qpsRatios.map((x) => x.toFixed(3)).join(', ')}; medians: ${(engine.qps / native.qps).toFixed(3)}`);
 }

@@ -66,6 +66,39 @@ async function timeQueries(count, fn) {
   return { qps: Math.round((count / total) * 1000), p50: percentile(lat, 50), p95: percentile(lat, 95) };
 }
 
+/** The raw usearch index, build side: add everything with all cores, save for the serving runs. */
+export async function runNativeBuild(args) {
+  const require = createRequire(import.meta.url);
+  const usearch = require('usearch');
+  const base = readFbin(path.join(args.data, 'base.fbin'));
+  const index = new usearch.Index({ dimensions: base.d, metric: 'cos', quantization: args.quant, connectivity: args.m, expansion_add: args.efc, expansion_search: args.ef });
+  const keys = new BigUint64Array(base.n);
+  for (let i = 0; i < base.n; i++) keys[i] = BigInt(i);
+  const t0 = performance.now();
+  index.add(keys, base.data, os.availableParallelism());
+  const indexedSeconds = (performance.now() - t0) / 1000;
+  index.save(path.join(args.dir, 'native.usearch'));
+  return { n: base.n, d: base.d, ingestRate: Math.round(base.n / indexedSeconds), indexedSeconds, peakRssMb: Math.round(peakRss / 1e6) };
+}
+
+/** The raw usearch index, serving side: a fresh process loads the saved index and answers queries one at a time. */
+export async function runNativeServe(args) {
+  const require = createRequire(import.meta.url);
+  const usearch = require('usearch');
+  const queries = readFbin(path.join(args.data, 'query.fbin'));
+  const gt = readGroundTruth(args.data);
+  const index = new usearch.Index({ dimensions: queries.d, metric: 'cos', quantization: args.quant, connectivity: args.m, expansion_add: args.efc, expansion_search: args.ef });
+  index.load(path.join(args.dir, 'native.usearch'));
+  const nq = Math.min(args.queries, queries.n);
+  for (let i = 0; i < Math.min(100, nq); i++) index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
+  const found = [];
+  const timing = await timeQueries(nq, (i) => {
+    const r = index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
+    found.push(Array.from(r.keys, Number));
+  });
+  return { queries: nq, recall: recallAt(found, gt, 10), ...timing, servingRssMb: rssMb() };
+}
+
 /** The raw usearch index: add everything with all cores, then search one query at a time. */
 export async function runNative(args) {
   const require = createRequire(import.meta.url);

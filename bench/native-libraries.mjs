@@ -25,9 +25,9 @@ async function measure(lib) {
     const { HierarchicalNSW } = require('hnswlib-node');
     const index = new HierarchicalNSW('cosine', d);
     index.initIndex(n, args.m, args.efc, 100);
-    for (let i = 0; i < n; i++) index.addPoint(base.data.subarray(i * d, (i + 1) * d), i);
+    for (let i = 0; i < n; i++) index.addPoint(Array.from(base.data.subarray(i * d, (i + 1) * d)), i);
     index.setEf(args.ef);
-    search = (q) => index.searchKnn(q, 10).neighbors;
+    search = (q) => index.searchKnn(Array.from(q), 10).neighbors;
   } else {
     const usearch = require('usearch');
     const quantization = lib.split(' ')[1];

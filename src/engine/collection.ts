@@ -665,6 +665,7 @@ export class Collection {
   }
 
   async #flushFrozen(mt: Memtable): Promise<void> {
+    const started = performance.now();
     const segDir = path.join(this.#dir, 'segments');
     const id = this.#nextSegmentId++;
     const rows: (SegmentRowInput & { vector: Float32Array })[] = [];
@@ -694,6 +695,7 @@ export class Collection {
           this.#segments.push(seg);
           this.#frozen = this.#frozen.filter((f) => f !== mt);
           this.#stats.flushes += 1;
+          this.#opts.logger.info({ collection: this.name, segment: file, rows: rows.length, tombstones: tombs.length, ms: Math.round(performance.now() - started) }, 'Flushed memtable to segment');
         },
       );
     } catch (err) {
@@ -714,6 +716,9 @@ export class Collection {
 
   /** Merge every segment into one; rows dead at the start are dropped, tombstones too (nothing older remains). */
   async #merge(): Promise<void> {
+    const started = performance.now();
+    let indexMs = 0;
+    let incremental = false;
     const inputs = [...this.#segments];
     if (inputs.length === 0) return;
     const segDir = path.join(this.#dir, 'segments');
@@ -767,11 +772,15 @@ export class Collection {
         });
         workerJob = { ...job, baseIndexFile: path.join(segDir, base.entry.index.file), removeKeys, addPositions };
       }
+      const indexStarted = performance.now();
+      incremental = workerJob.baseIndexFile !== undefined;
       const built = await buildIndexInWorker(workerJob, this.#abort.signal);
+      indexMs = Math.round(performance.now() - indexStarted);
       this.#stats.indexBuilds += 1;
       entry.index = { file: indexFile, quantization: params.quantization, m: params.m, efConstruction: params.efConstruction, bytes: built.bytes };
     }
-    const seg = openSegment(segDir, entry, this.info, this.#opts);
+    // Just written and fsynced by this process: skip re-reading every vector to check its CRC.
+    const seg = openSegment(segDir, entry, this.info, this.#opts, false);
     const inputIds = new Set(inputs.map((s) => s.entry.id));
     try {
       await this.#editManifest(
@@ -787,6 +796,7 @@ export class Collection {
           }
           this.#segments = [seg, ...this.#segments.filter((s) => !inputs.includes(s))];
           this.#stats.merges += 1;
+          this.#opts.logger.info({ collection: this.name, segment: file, inputs: inputs.length, rows: rows.length, indexed: entry.index !== undefined, incremental, indexMs, ms: Math.round(performance.now() - started) }, 'Merged segments');
         },
       );
     } catch (err) {
@@ -857,14 +867,14 @@ function packVectors(rows: readonly { vector: Float32Array }[], start: number, e
   return out;
 }
 
-function openSegment(segDir: string, entry: SegmentEntry, info: CollectionInfo, opts: EngineOptions): Segment {
+function openSegment(segDir: string, entry: SegmentEntry, info: CollectionInfo, opts: EngineOptions, verify = true): Segment {
   const file = SegmentFile.open(path.join(segDir, entry.file));
   try {
     const data = file.readData();
     if (entry.index) {
-      file.verifyVectors();
+      if (verify) file.verifyVectors();
       const idx = entry.index;
-      const index = HnswIndex.view(path.join(segDir, idx.file), info.dimension, info.metric, { ...info.index, m: idx.m, efConstruction: idx.efConstruction, quantization: idx.quantization as HnswParams['quantization'] });
+      const index = HnswIndex.open(path.join(segDir, idx.file), info.dimension, info.metric, { ...info.index, m: idx.m, efConstruction: idx.efConstruction, quantization: idx.quantization as HnswParams['quantization'] });
       return new Segment(entry, file, data, index, null, info.metric);
     }
     return new Segment(entry, file, data, null, file.readAllVectors(), info.metric);

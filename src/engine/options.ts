@@ -65,7 +65,7 @@ export function resolveEngineOptions(input: EngineOptionsInput = {}): EngineOpti
   return {
     hnsw: {
       m: 16,
-      efConstruction: 128,
+      efConstruction: 64,
       efSearch: 64,
       threshold: 10_000,
       quantization: 'f16',

@@ -43,7 +43,7 @@ export interface IndexHits {
 }
 
 /**
- * A read-only HNSW graph over one segment's rows, memory-mapped from its index file.
+ * A read-only HNSW graph over one segment's rows, opened from its index file.
  * Keys are the segment's row keys. Searches are synchronous and thread-safe in the native code.
  */
 export class HnswIndex {
@@ -58,10 +58,15 @@ export class HnswIndex {
     this.size = native.size();
   }
 
-  /** Map an index file built by buildHnswIndexFile; no copy into the heap. */
-  static view(file: string, dimension: number, metric: Metric, params: HnswParams): HnswIndex {
+  /**
+   * Open an index file built by buildHnswIndexFile. `load` reads it into anonymous memory
+   * (measured faster for random graph walks than a file mapping, which gets no huge pages);
+   * `view` memory-maps it (instant open, pages shared with the page cache).
+   */
+  static open(file: string, dimension: number, metric: Metric, params: HnswParams, mode: 'load' | 'view' = 'load'): HnswIndex {
     const native = newNative(dimension, metric, params);
-    native.view(file);
+    if (mode === 'view') native.view(file);
+    else native.load(file);
     return new HnswIndex(file, native);
   }
 
