@@ -9,6 +9,7 @@ import type { Collection, Document, QueryMatch } from './collection.js';
 import { AkiDB, type OpenOptions } from './database.js';
 import type { Logger } from './options.js';
 import { EXACT_SCAN_MAX_ROWS, planSegmentSearch } from './query-planner.js';
+import { seededRandom } from '../test-support/seeded-random.js';
 
 /*
  * Model test: random operation scripts run against a collection and against a plain Map with
@@ -409,19 +410,9 @@ describe('HNSW graph search (a segment above the exact-scan limit)', () => {
   // distances must be the same numbers brute force computes.
   const ROWS = 4000;
 
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
 
   it.each(['cosine', 'l2', 'dot'] as const)('%s: graph answers match brute force (distances exact, recall ≥ 0.95)', async (metric) => {
-    const rand = rng(metric.length);
+    const rand = seededRandom(metric.length);
     const vec = (): number[] => f32(Array.from({ length: DIM }, () => rand() * 2 - 1));
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-'));
     const db = await AkiDB.open({ dataDir, hnsw: { threshold: 8, quantization: 'f32' }, compaction: { enableBackground: false } });

@@ -427,20 +427,15 @@ export class Collection {
   }
 
   #searchSegment(seg: Segment, q: Float32Array, qNative: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>): void {
-    let matches: Int32Array | null = null;
     let matchCount = seg.aliveCount;
     let matchMask: Uint8Array = seg.alive;
     if (filter) {
       // Exact selectivity: the filter over every live row of the segment, column by column.
       const mask = evaluateOnColumns(filter, seg.columns);
       const alive = seg.alive;
-      const rows: number[] = [];
-      for (let r = 0; r < mask.length; r++) {
-        if ((mask[r]! & alive[r]!) === 1) rows.push(r);
-        else mask[r] = 0;
-      }
-      matches = Int32Array.from(rows);
-      matchCount = rows.length;
+      let count = 0;
+      for (let r = 0; r < mask.length; r++) count += mask[r]! &= alive[r]!;
+      matchCount = count;
       matchMask = mask;
       if (matchCount === 0) return;
     }
@@ -468,11 +463,9 @@ export class Collection {
       }
       top.removeWhere((item) => item.kind === 'seg' && item.seg === seg);
     }
-    if (!matches) {
-      const rows: number[] = [];
-      for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) rows.push(r);
-      matches = Int32Array.from(rows);
-    }
+    // The exact path needs the matching rows themselves.
+    const matches = new Int32Array(matchCount);
+    for (let r = 0, n = 0; r < matchMask.length; r++) if (matchMask[r] === 1) matches[n++] = r;
     this.#exactScan(seg, q, qNative, qInv, matches, k, top);
   }
 

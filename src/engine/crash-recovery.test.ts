@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AkiDB, type Collection, type Document, type Logger, type Metadata } from '../index.js';
+import { seededRandom } from '../test-support/seeded-random.js';
 
 // The child runs the compiled engine (`npm run build` first); this process checks with the sources.
 const CHILD = fileURLToPath(new URL('../../test/fixtures/crash-writer.mjs', import.meta.url));
@@ -33,20 +34,10 @@ function hash32(s: string): number {
   return h;
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Version `version` of `id` as `get` must return it: the child's docFor, vector rounded to float32. */
 function docFor(id: string, version: number): Document {
-  const rnd = prng(hash32(`${id}@${version}`));
+  const rnd = seededRandom(hash32(`${id}@${version}`));
   const vector = Array.from({ length: DIMENSION }, () => rnd() * 2 - 1);
   vector[0] = 0.5 + rnd();
   const writer = Number(id.slice(1, id.indexOf('-')));
@@ -215,7 +206,7 @@ describe('crash recovery', () => {
     async () => {
       expect(fs.existsSync(DIST_ENTRY), `${DIST_ENTRY} is missing: run npm run build first`).toBe(true);
       const seed = Number(process.env.AKIDB_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
-      const rnd = prng(seed);
+      const rnd = seededRandom(seed);
       const model: Model = new Map();
       const totals = { rounds: 0, acked: 0, deletesAcked: 0, pending: 0, pendingApplied: 0, maxSegments: 0, maxIndexedSegments: 0, corruptTails: 0 };
       const started = Date.now();

@@ -7,6 +7,7 @@ import type { Metadata } from '../index/filter.js';
 import type { Metric } from '../index/metric.js';
 import type { Collection, Document, DocumentInput, QueryMatch } from './collection.js';
 import { AkiDB, type OpenOptions } from './database.js';
+import { seededRandom } from '../test-support/seeded-random.js';
 
 // Small thresholds so flushes, segments and HNSW index builds happen with a handful of rows.
 const SMALL: Omit<OpenOptions, 'dataDir'> = { hnsw: { threshold: 4, quantization: 'f32' }, compaction: { enableBackground: false } };
@@ -723,53 +724,32 @@ describe('query', () => {
     expect(col.querySync({ vector: [0, 0], topK: 2 })).toEqual(await col.query({ vector: [0, 0], topK: 2 }));
   });
 
-  // A vector like [1e-40, 0, 0] is finite and non-zero in float32, so upsert accepts it. Its
-  // inverse norm (1e40) overflows the Float32Array that segments keep (segment.ts invNorms), so
-  // after a flush the cosine distance becomes -Infinity and the score Infinity.
-
-  it('a cosine vector with a tiny norm keeps a finite distance after flush', async () => {
+  // Cosine needs a direction: a vector shorter than MIN_COSINE_NORM (1e-15) is rejected; a
+  // short one above it keeps exact, finite distances through the memtable, a flush and the graph.
+  it('a cosine vector below the minimum norm is rejected; a short one above it stays finite after flush', async () => {
     const col = await db.createCollection({ name: 'c', dimension: 3, metric: 'cosine' });
-    const err = await col.upsert([{ id: 'tiny', vector: [1e-40, 0, 0] }]).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    if (err !== null) {
-      // Rejecting is an acceptable fix.
-      expect(err).toMatchObject({ code: 'INVALID_VECTOR' });
-      return;
-    }
-    await col.upsert([{ id: 'other', vector: [0, 1, 0] }]);
+    await expect(col.upsert([{ id: 'tiny', vector: [1e-40, 0, 0] }])).rejects.toMatchObject({ code: 'INVALID_VECTOR' });
+    await col.upsert([
+      { id: 'short', vector: [1e-12, 0, 0] },
+      { id: 'other', vector: [0, 1, 0] },
+    ]);
     const before = await col.query({ vector: [1, 0, 0], topK: 2 });
-    expect(before.map((h) => h.id)).toEqual(['tiny', 'other']);
+    expect(before.map((h) => h.id)).toEqual(['short', 'other']);
     expect(before[0]?.distance).toBeCloseTo(0, 5);
     await col.flush();
-    const after = await col.query({ vector: [1, 0, 0], topK: 2 });
-    expect(after.map((h) => [h.id, Number.isFinite(h.distance), Number.isFinite(h.score)])).toEqual([
-      ['tiny', true, true],
-      ['other', true, true],
-    ]);
+    const after = await col.query({ vector: [1e-13, 0, 0], topK: 2 });
+    expect(after.map((h) => h.id)).toEqual(['short', 'other']);
     expect(after[0]?.distance).toBeCloseTo(0, 5);
+    expect(after[1]?.distance).toBeCloseTo(1, 5);
   });
 });
 
 describe('concurrency', () => {
-  /** Deterministic PRNG (mulberry32) so a failure replays. */
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   const DIM = 4;
   const POOL = Array.from({ length: 40 }, (_, i) => `p${i}`);
 
   it.each([1, 2, 3])('20 concurrent upsert batches, queries and deletes end in the sequential state (seed %i)', async (seed) => {
-    const rand = rng(seed);
+    const rand = seededRandom(seed);
     const vec = (): number[] => f32(Array.from({ length: DIM }, () => Math.round(rand() * 200 - 100) / 10 || 0.1));
     const db = await open({
       dataDir: tempDir(),

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AkiDB } from '../index.js';
 import type { Collection, Filter } from '../index.js';
+import { seededRandom } from '../test-support/seeded-random.js';
 
 // Recall of filtered and unfiltered search against exact brute force, on clustered data large
 // enough that the collection is served by the HNSW graph (20k rows > the 10k threshold).
@@ -13,16 +14,6 @@ const Q = 100;
 const K = 10;
 const CLUSTERS = 20;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
@@ -42,7 +33,7 @@ function cos(a: Float32Array, b: Float32Array): number {
   return s;
 }
 
-const r = rng(7);
+const r = seededRandom(7);
 const centroids = Array.from({ length: CLUSTERS }, () => normalize(Float32Array.from({ length: D }, () => gaussian(r))));
 function sample(cluster: number): Float32Array {
   const c = centroids[cluster]!;

@@ -3,16 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AkiDB, type Collection, type DocumentInput, type Logger, type Metadata } from '../index.js';
+import { useTempDirs } from '../test-support/temp-dirs.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-'));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 /** A logger that keeps the warnings (torn-tail reports) and errors for assertions. */
 function recordingLogger(): Logger & { warns: object[]; errors: object[] } {

@@ -29,9 +29,9 @@ function newNative(dimension: number, metric: Metric, p: HnswParams): InstanceTy
     quantization: p.quantization as never,
     connectivity: p.m,
     expansion_add: p.efConstruction,
-    // The search breadth is set per call through the result count (usearch searches with
-    // max(expansion_search, count)), so the stored default stays minimal.
-    expansion_search: 1,
+    // usearch searches with max(expansion_search, count): the collection's efSearch is the floor,
+    // and a query asking for more breadth asks for more results.
+    expansion_search: p.efSearch,
     multi: false,
   });
 }
@@ -51,11 +51,13 @@ export class HnswIndex {
   readonly file: string;
   /** Views are immutable, so the size is read once. */
   readonly size: number;
+  readonly #defaultEf: number;
 
-  private constructor(file: string, native: InstanceType<typeof usearch.Index>) {
+  private constructor(file: string, native: InstanceType<typeof usearch.Index>, defaultEf: number) {
     this.file = file;
     this.#native = native;
     this.size = native.size();
+    this.#defaultEf = defaultEf;
   }
 
   /**
@@ -67,12 +69,12 @@ export class HnswIndex {
     const native = newNative(dimension, metric, params);
     if (mode === 'view') native.view(file);
     else native.load(file);
-    return new HnswIndex(file, native);
+    return new HnswIndex(file, native, params.efSearch);
   }
 
-  /** The `count` nearest keys; the search explores max(count, efSearch) candidates. */
+  /** The `count` nearest keys; the search explores max(count, efSearch, the index's default) candidates. */
   search(query: Float32Array, count: number, efSearch: number): IndexHits {
-    const wanted = Math.min(Math.max(count, efSearch), Math.max(1, this.size));
+    const wanted = Math.min(efSearch > this.#defaultEf ? Math.max(count, efSearch) : count, Math.max(1, this.size));
     const r = this.#native.search(query, wanted, 1);
     return { keys: r.keys, distances: r.distances };
   }

@@ -3,20 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Wal, type WalOptions, type WalRecord } from './wal.js';
+import { useTempDirs } from '../test-support/temp-dirs.js';
 
 const FIRST_FILE = 'wal-00000000000000000001.log';
 /** Frame bytes around a payload: u32 length | u32 crc | u64 lsn (the layout documented in wal.ts). */
 const FRAME_OVERHEAD = 16;
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-'));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 /** Distinct, recognisable payloads: byte i of payload n is (n * 31 + i) & 0xff. */
 function payload(n: number, size: number): Buffer {
