@@ -196,7 +196,7 @@ export class Collection {
     this.#checkOpen();
     if (!Array.isArray(docs)) throw new AkiError('INVALID_ARGUMENT', {}, 'upsert takes an array of documents');
     if (docs.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { documents: docs.length, maxBatchDocuments: this.#opts.limits.maxBatchDocuments }, `A batch holds at most ${this.#opts.limits.maxBatchDocuments} documents`);
-    const stored = docs.map((d, i) => this.#validateDoc(d, i));
+    const stored = (docs as readonly DocumentInput[]).map((d, i) => this.#validateDoc(d, i));
     if (stored.length === 0) return { upserted: 0, lsn: this.#wal.lastLsn };
     const op: WalOp = { type: 'upsert', docs: stored };
     const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => this.#apply(op, l));
@@ -376,12 +376,8 @@ export class Collection {
   // ---------------------------------------------------------------- reads
 
   /** Nearest live documents to `vector` that pass `filter`, best first. */
-  query(req: QueryRequest): Promise<QueryMatch[]> {
-    try {
-      return Promise.resolve(this.querySync(req));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  async query(req: QueryRequest): Promise<QueryMatch[]> {
+    return this.querySync(req);
   }
 
   /** Synchronous form of `query`, for callers already off the hot path of the event loop. */
@@ -389,9 +385,9 @@ export class Collection {
     this.#checkOpen();
     if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'query takes a request object');
     const { topK } = req;
-    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1 || topK > this.#opts.limits.maxTopK) throw new AkiError('INVALID_TOP_K', { topK: topK as unknown, max: this.#opts.limits.maxTopK }, `topK must be an integer in 1..${this.#opts.limits.maxTopK}`);
+    if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1 || topK > this.#opts.limits.maxTopK) throw new AkiError('INVALID_TOP_K', { topK: topK, max: this.#opts.limits.maxTopK }, `topK must be an integer in 1..${this.#opts.limits.maxTopK}`);
     const ef = req.efSearch ?? this.info.index.efSearch;
-    if (typeof ef !== 'number' || !Number.isInteger(ef) || ef < 1 || ef > 10_000) throw new AkiError('INVALID_ARGUMENT', { efSearch: ef as unknown }, 'efSearch must be an integer in 1..10000');
+    if (typeof ef !== 'number' || !Number.isInteger(ef) || ef < 1 || ef > 10_000) throw new AkiError('INVALID_ARGUMENT', { efSearch: ef }, 'efSearch must be an integer in 1..10000');
     const q = toVector(req.vector, this.dimension, this.metric, { field: 'vector' }, false);
     const node = req.filter === undefined || req.filter === null ? null : parseFilter(req.filter, this.#opts.limits.filter);
     const pred = node ? predicateOf(node) : null;

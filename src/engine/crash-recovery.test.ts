@@ -163,7 +163,7 @@ async function verify(dataDir: string, model: Model, pending: readonly Op[], whe
       const before = op.ids.map((id) => sameDoc(got.get(id), expectedDoc(id, model.get(id))));
       // One batch is one WAL record: every id shows the batch or none does.
       const applied = after.every(Boolean);
-      expect(applied || before.every(Boolean), `${where}: unacknowledged ${op.kind} ${JSON.stringify(op)} half applied: after=${after} before=${before}`).toBe(true);
+      expect(applied || before.every(Boolean), `${where}: unacknowledged ${op.kind} ${JSON.stringify(op)} half applied: after=${JSON.stringify(after)} before=${JSON.stringify(before)}`).toBe(true);
       if (applied && !before.every(Boolean)) pendingApplied += 1;
       if (applied) applyOp(model, op);
     }

@@ -169,14 +169,14 @@ export class AkiDB {
     if (typeof spec !== 'object' || spec === null) throw new AkiError('INVALID_ARGUMENT', {}, 'createCollection takes { name, dimension, metric }');
     const name = validateName('collection', spec.name);
     const { dimension } = spec;
-    if (typeof dimension !== 'number' || !Number.isInteger(dimension) || dimension < 1 || dimension > 4096) throw new AkiError('INVALID_DIMENSION', { dimension: dimension as unknown });
+    if (typeof dimension !== 'number' || !Number.isInteger(dimension) || dimension < 1 || dimension > 4096) throw new AkiError('INVALID_DIMENSION', { dimension: dimension });
     const metric = spec.metric ?? 'cosine';
-    if (!isMetric(metric)) throw new AkiError('INVALID_METRIC', { metric: metric as unknown });
+    if (!isMetric(metric)) throw new AkiError('INVALID_METRIC', { metric: metric });
     const h = this.options.hnsw;
     const ix = spec.index ?? {};
     if (typeof ix !== 'object' || ix === null) throw new AkiError('INVALID_INDEX_PARAMS', {}, 'index must be an object');
     const quantization = ix.quantization ?? h.quantization;
-    if (!QUANTIZATIONS.includes(quantization)) throw new AkiError('INVALID_INDEX_PARAMS', { quantization: quantization as unknown }, 'quantization must be f32, f16 or i8');
+    if (!QUANTIZATIONS.includes(quantization)) throw new AkiError('INVALID_INDEX_PARAMS', { quantization: quantization }, 'quantization must be f32, f16 or i8');
     if (quantization === 'i8' && metric !== 'cosine') throw new AkiError('INVALID_INDEX_PARAMS', { quantization, metric }, 'i8 quantization needs the cosine metric');
     const index: HnswParams = {
       m: intIn(ix.m ?? h.m, 2, 128, 'm'),

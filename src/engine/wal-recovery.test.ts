@@ -1,7 +1,6 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AkiDB, type Collection, type DocumentInput, type Logger, type Metadata } from '../index.js';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 
@@ -48,7 +47,7 @@ const ALL_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'zz'];
 function modelStates(batches: readonly Batch[]): Map<string, Doc>[] {
   const states = [new Map<string, Doc>()];
   for (const b of batches) {
-    const next = new Map(states.at(-1)!);
+    const next = new Map(states.at(-1));
     if ('upsert' in b) for (const d of b.upsert) next.set(d.id, { vector: d.vector, metadata: d.metadata, text: d.text });
     else for (const id of b.delete) next.delete(id);
     states.push(next);

@@ -479,7 +479,7 @@ describe('column-wise evaluation (segments) agrees with the row predicate (memta
       fc.array(
         fc.oneof(
           { weight: 1, arbitrary: fc.constant(null) },
-          { weight: 8, arbitrary: fc.record({ a: valueFor(pa), b: valueFor(pb) }, { requiredKeys: [] }) as fc.Arbitrary<Metadata> },
+          { weight: 8, arbitrary: fc.record({ a: valueFor(pa), b: valueFor(pb) }, { requiredKeys: [] }) },
         ),
         { minLength: 1, maxLength: 12 },
       ),

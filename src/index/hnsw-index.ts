@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type * as Usearch from 'usearch';
 import { open, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Metric } from './metric.js';
@@ -6,7 +7,7 @@ import { fsyncDir } from '../storage/fs-util.js';
 
 // usearch ships CommonJS with prebuilt binaries; this file is the only one that touches it.
 const require = createRequire(import.meta.url);
-const usearch = require('usearch') as typeof import('usearch');
+const usearch = require('usearch') as typeof Usearch;
 
 /** Scalar type the HNSW graph stores vectors in; exact distances always come from float32. */
 export type Quantization = 'f32' | 'f16' | 'i8';
@@ -90,7 +91,7 @@ export function exactTopK(vectors: Float32Array, dimension: number, query: Float
   // usearch's exactSearch reads typed arrays from the start of their buffer, ignoring
   // byteOffset: hand it arrays that own their buffer.
   const owned = (a: Float32Array): Float32Array => (a.byteOffset === 0 && a.buffer.byteLength === a.byteLength ? a : a.slice());
-  const r = usearch.exactSearch(owned(vectors), owned(query), dimension, Math.min(k, count), METRIC_KIND[metric] as never, 1) as { keys: BigUint64Array; distances: Float32Array };
+  const r = usearch.exactSearch(owned(vectors), owned(query), dimension, Math.min(k, count), METRIC_KIND[metric] as never, 1);
   return { rows: r.keys, distances: r.distances };
 }
 

@@ -62,13 +62,13 @@ export function decodeWalOp(payload: Buffer, dimension: number): WalOp {
     if (type === DELETE) {
       const ids = JSON.parse(payload.subarray(1).toString('utf8')) as unknown;
       if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error('delete ids');
-      return { type: 'delete', ids: ids as string[] };
+      return { type: 'delete', ids: ids };
     }
     if (type === DELETE_WHERE) {
       const body = JSON.parse(payload.subarray(1).toString('utf8')) as { filter: unknown; ids: unknown };
       if (typeof body.filter !== 'object' || body.filter === null || Array.isArray(body.filter)) throw new Error('deleteWhere filter');
       if (body.ids !== null && !(Array.isArray(body.ids) && body.ids.every((x) => typeof x === 'string'))) throw new Error('deleteWhere ids');
-      return { type: 'deleteWhere', filter: body.filter as Filter, ids: body.ids as string[] | null };
+      return { type: 'deleteWhere', filter: body.filter as Filter, ids: body.ids };
     }
     if (type !== UPSERT) throw new Error(`record type ${type}`);
     const count = payload.readUInt32LE(1);

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Wal, type WalOptions, type WalRecord } from './wal.js';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 
