@@ -99,29 +99,6 @@ export async function runNativeServe(args) {
   return { queries: nq, recall: recallAt(found, gt, 10), ...timing, servingRssMb: rssMb() };
 }
 
-/** The raw usearch index: add everything with all cores, then search one query at a time. */
-export async function runNative(args) {
-  const require = createRequire(import.meta.url);
-  const usearch = require('usearch');
-  const base = readFbin(path.join(args.data, 'base.fbin'));
-  const queries = readFbin(path.join(args.data, 'query.fbin'));
-  const gt = readGroundTruth(args.data);
-  const index = new usearch.Index({ dimensions: base.d, metric: 'cos', quantization: args.quant, connectivity: args.m, expansion_add: args.efc, expansion_search: args.ef });
-  const keys = new BigUint64Array(base.n);
-  for (let i = 0; i < base.n; i++) keys[i] = BigInt(i);
-  const t0 = performance.now();
-  index.add(keys, base.data, os.availableParallelism());
-  const indexedSeconds = (performance.now() - t0) / 1000;
-  const nq = Math.min(args.queries, queries.n);
-  const found = [];
-  for (let i = 0; i < Math.min(100, nq); i++) index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
-  const timing = await timeQueries(nq, (i) => {
-    const r = index.search(queries.data.subarray(i * queries.d, (i + 1) * queries.d), 10, 1);
-    found.push(Array.from(r.keys, Number));
-  });
-  return { n: base.n, d: base.d, queries: nq, recall: recallAt(found, gt, 10), ...timing, ingestRate: Math.round(base.n / indexedSeconds), indexedSeconds, peakRssMb: Math.round(peakRss / 1e6), servingRssMb: rssMb() };
-}
-
 /** AkiDB's engine, ingest side: upsert in batches (each acknowledged after fsync), then wait until fully indexed. */
 export async function runEngineIngest(args) {
   const { AkiDB } = await import('../dist/index.js');

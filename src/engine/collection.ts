@@ -1,7 +1,7 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AkiError } from '../errors.js';
-import { compileFilter, parseFilter, predicateOf, type Filter, type FilterNode, type Metadata } from '../index/filter.js';
+import { compileFilter, parseFilter, predicateOf, type Filter, type FilterNode, type Metadata, type Predicate } from '../index/filter.js';
 import { evaluateOnColumns } from '../index/filter-columns.js';
 import { inverseNorm, normalized, presentDistance, rawDistance, toVector, type Metric } from '../index/metric.js';
 import { exactTopK, HnswIndex, type HnswParams } from '../index/hnsw-index.js';
@@ -102,9 +102,8 @@ export class Collection {
   readonly #manifests: ManifestStore;
   #manifest: Manifest;
   #wal: Wal;
-  #active = new Memtable();
-  /** Memtables being flushed, newest first. */
-  #frozen: Memtable[] = [];
+  /** Memtables, newest first: [0] takes writes, the rest are frozen and being flushed. Replaced, never mutated, so a query may hold it. */
+  #mems: Memtable[] = [new Memtable()];
   #segments: Segment[] = [];
   #locator = new Map<string, Location>();
   #closed = false;
@@ -123,6 +122,10 @@ export class Collection {
   #lastWriteAt = 0;
   readonly #abort = new AbortController();
   #stats = { walCorruptTails: 0, walDroppedBytes: 0, flushes: 0, merges: 0, indexBuilds: 0 };
+
+  get #active(): Memtable {
+    return this.#mems[0]!;
+  }
 
   private constructor(info: CollectionInfo, dir: string, opts: EngineOptions, manifests: ManifestStore, manifest: Manifest, wal: Wal) {
     this.info = info;
@@ -149,15 +152,13 @@ export class Collection {
       for (const s of segments) s.close();
       throw err;
     }
-    let corrupt = { tails: 0, bytes: 0 };
     const { wal, replay } = await Wal.open(path.join(dir, 'wal'), manifest.checkpointLsn, {
       sync: opts.walSync,
       onCorruptTail: (t) => opts.logger.warn({ collection: info.name, ...t }, 'WAL tail is torn or corrupt; skipped it and kept the clean prefix'),
     });
-    corrupt = { tails: replay.corruptTails, bytes: replay.droppedBytes };
     const col = new Collection(info, dir, opts, manifests, manifest, wal);
-    col.#stats.walCorruptTails = corrupt.tails;
-    col.#stats.walDroppedBytes = corrupt.bytes;
+    col.#stats.walCorruptTails = replay.corruptTails;
+    col.#stats.walDroppedBytes = replay.droppedBytes;
     col.#segments = segments;
     col.#rebuildLiveness();
     for (const r of replay.records) {
@@ -221,16 +222,19 @@ export class Collection {
       idList = [...new Set(ids)];
     }
     let op: WalOp;
+    let pred: Predicate | undefined;
     if (filter !== undefined) {
-      parseFilter(filter, this.#opts.limits.filter);
-      op = { type: 'deleteWhere', filter: JSON.parse(JSON.stringify(filter)) as Filter, ids: idList };
+      // Compiled now, against the limits; the WAL record is encoded before this call yields, so
+      // later changes to the caller's object reach neither.
+      pred = predicateOf(parseFilter(filter, this.#opts.limits.filter));
+      op = { type: 'deleteWhere', filter, ids: idList };
     } else {
       if (idList!.length === 0) return { deleted: 0, lsn: this.#wal.lastLsn };
       op = { type: 'delete', ids: idList! };
     }
     let deleted = 0;
     const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => {
-      deleted = this.#apply(op, l);
+      deleted = this.#apply(op, l, pred);
     });
     this.#afterWrite();
     return { deleted, lsn };
@@ -244,6 +248,7 @@ export class Collection {
     if (Buffer.byteLength(id, 'utf8') > this.#opts.limits.maxIdBytes) throw new AkiError('INVALID_DOCUMENT', { ...where, maxIdBytes: this.#opts.limits.maxIdBytes }, `Document ${i}: id longer than ${this.#opts.limits.maxIdBytes} bytes`);
     const vector = toVector(d.vector, this.dimension, this.metric, { ...where, id });
     let meta: Metadata | null = null;
+    let metadataJson: string | undefined;
     if (metadata !== undefined && metadata !== null) {
       if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: metadata must be a JSON object`);
       let json: string;
@@ -257,6 +262,7 @@ export class Collection {
       const copy: unknown = JSON.parse(json);
       if (typeof copy !== 'object' || copy === null || Array.isArray(copy)) throw new AkiError('INVALID_DOCUMENT', { ...where, id }, `Document ${i}: metadata must serialize to a JSON object`);
       meta = copy as Metadata;
+      metadataJson = json;
     }
     let txt: string | null = null;
     if (text !== undefined && text !== null) {
@@ -264,11 +270,11 @@ export class Collection {
       if (Buffer.byteLength(text, 'utf8') > this.#opts.limits.maxTextBytes) throw new AkiError('PAYLOAD_TOO_LARGE', { ...where, id }, `Document ${i}: text exceeds ${this.#opts.limits.maxTextBytes} bytes`);
       txt = text;
     }
-    return { id, vector, metadata: meta, text: txt };
+    return metadataJson === undefined ? { id, vector, metadata: meta, text: txt } : { id, vector, metadata: meta, text: txt, metadataJson };
   }
 
   /** Apply a durable WAL op to the memtable; returns how many live documents a delete removed. */
-  #apply(op: WalOp, lsn: number): number {
+  #apply(op: WalOp, lsn: number, compiled?: Predicate): number {
     const mt = this.#active;
     if (op.type === 'upsert') {
       for (const d of op.docs) {
@@ -280,7 +286,7 @@ export class Collection {
     let targets: Iterable<string>;
     if (op.type === 'deleteWhere') {
       // Limits were checked when the delete was accepted; replay must not refuse it later.
-      const pred = compileFilter(op.filter, { maxDepth: Infinity, maxClauses: Infinity, maxInValues: Infinity });
+      const pred = compiled ?? compileFilter(op.filter, { maxDepth: Infinity, maxClauses: Infinity, maxInValues: Infinity });
       const found: string[] = [];
       if (op.ids !== null) {
         for (const id of op.ids) if (this.#isLive(id) && pred(this.#liveMetadata(id))) found.push(id);
@@ -319,9 +325,7 @@ export class Collection {
 
   /** Newest memtable entry of `id` (active first, then frozen newest first). */
   #memEntry(id: string): MemEntry | undefined {
-    const a = this.#active.entries.get(id);
-    if (a) return a;
-    for (const f of this.#frozen) {
+    for (const f of this.#mems) {
       const e = f.entries.get(id);
       if (e) return e;
     }
@@ -337,11 +341,11 @@ export class Collection {
 
   /** Visit every live document once. */
   #forEachLive(fn: (id: string, metadata: Metadata | null) => void): void {
-    const mems = [this.#active, ...this.#frozen];
+    const mems = this.#mems;
     mems.forEach((mt, i) => {
       for (const [id, e] of mt.entries) {
         if (e.vector === null) continue;
-        if (i > 0 && mems.slice(0, i).some((newer) => newer.entries.has(id))) continue;
+        if (i > 0 && shadowed(mems, i, id)) continue;
         fn(id, e.metadata);
       }
     });
@@ -397,7 +401,7 @@ export class Collection {
     const top = new TopK<Hit>(topK);
 
     // Memtables: exact scan, newest version of each id only.
-    const mems = [this.#active, ...this.#frozen];
+    const mems = this.#mems;
     for (let m = 0; m < mems.length; m++) {
       for (const [id, e] of mems[m]!.entries) {
         if (e.vector === null) continue;
@@ -435,7 +439,7 @@ export class Collection {
       matchMask = mask;
       if (matchCount === 0) return;
     }
-    const plan = planSegmentSearch({ indexed: seg.index !== null, indexSize: seg.index?.size ?? 0, matchCount, k, ef });
+    const plan = planSegmentSearch({ indexed: seg.index !== null, indexSize: seg.index?.size ?? 0, matchCount, k });
     if (plan.kind === 'hnsw') {
       let fetch = plan.fetch;
       for (;;) {
@@ -513,7 +517,7 @@ export class Collection {
 
   #countLive(): number {
     let n = 0;
-    const mems = [this.#active, ...this.#frozen];
+    const mems = this.#mems;
     for (let m = 0; m < mems.length; m++) {
       for (const [id, e] of mems[m]!.entries) if (e.vector !== null && !(m > 0 && shadowed(mems, m, id))) n += 1;
     }
@@ -525,7 +529,7 @@ export class Collection {
     const indexed = this.#segments.filter((s) => s.index !== null);
     const raw = this.#segments.filter((s) => s.index === null);
     const rawRows = raw.reduce((a, s) => a + s.aliveCount, 0);
-    const memEntries = this.#active.size + this.#frozen.reduce((a, f) => a + f.size, 0);
+    const memEntries = this.#mems.reduce((a, f) => a + f.size, 0);
     return {
       documents: this.#countLive(),
       memtableEntries: memEntries,
@@ -566,7 +570,7 @@ export class Collection {
       await this.#runIn('merge', async () => {
         if (this.#mergeWanted(true)) await this.#merge();
       });
-      if (this.#active.size === 0 && this.#frozen.length === 0 && !this.#mergeWanted(true)) return;
+      if (this.#mems.length === 1 && this.#active.size === 0 && !this.#mergeWanted(true)) return;
     }
   }
 
@@ -644,13 +648,12 @@ export class Collection {
     if (this.#active.size > 0) {
       await this.#wal.rotate((boundary) => {
         this.#active.walBoundary = boundary;
-        this.#frozen.unshift(this.#active);
-        this.#active = new Memtable();
+        this.#mems = [new Memtable(), ...this.#mems];
       });
     }
     // Oldest first; a memtable whose flush failed stays frozen and is retried here, so the WAL
     // it lives in is never checkpointed away before its segment is durable.
-    while (this.#frozen.length > 0) await this.#flushFrozen(this.#frozen.at(-1)!);
+    while (this.#mems.length > 1) await this.#flushFrozen(this.#mems.at(-1)!);
   }
 
   async #flushFrozen(mt: Memtable): Promise<void> {
@@ -682,7 +685,7 @@ export class Collection {
             this.#locator.set(docId, { seg, row: r });
           }
           this.#segments.push(seg);
-          this.#frozen = this.#frozen.filter((f) => f !== mt);
+          this.#mems = this.#mems.filter((f) => f !== mt);
           this.#stats.flushes += 1;
           this.#opts.logger.info({ collection: this.name, segment: file, rows: rows.length, tombstones: tombs.length, ms: Math.round(performance.now() - started) }, 'Flushed memtable to segment');
         },
@@ -695,8 +698,7 @@ export class Collection {
   }
 
   #newerMemtableHas(mt: Memtable, id: string): boolean {
-    if (this.#active.entries.has(id)) return true;
-    for (const f of this.#frozen) {
+    for (const f of this.#mems) {
       if (f === mt) return false;
       if (f.entries.has(id)) return true;
     }

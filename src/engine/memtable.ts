@@ -14,17 +14,12 @@ export class Memtable {
   readonly entries = new Map<string, MemEntry>();
   /** Operations applied (every upserted or deleted id counts one). */
   ops = 0;
-  /** Approximate bytes held. */
-  bytes = 0;
-  maxLsn = 0;
   /** Last LSN of the WAL file this memtable was built from; set when it is frozen. */
   walBoundary = 0;
 
   set(id: string, entry: MemEntry): void {
     this.entries.set(id, entry);
     this.ops += 1;
-    this.bytes += id.length * 2 + 64 + (entry.vector ? entry.vector.byteLength : 0) + (entry.metadata ? JSON.stringify(entry.metadata).length : 0) + (entry.text?.length ?? 0) * 2;
-    if (entry.lsn > this.maxLsn) this.maxLsn = entry.lsn;
   }
 
   get size(): number {

@@ -10,7 +10,7 @@ export const MAX_HNSW_FETCH = 4096;
  * Choose between the HNSW graph (with over-fetch sized by the filter's selectivity) and an
  * exact scan of the matching rows. `matchCount` is exact: live rows that pass the filter.
  */
-export function planSegmentSearch(p: { indexed: boolean; indexSize: number; matchCount: number; k: number; ef: number }): SegmentPlan {
+export function planSegmentSearch(p: { indexed: boolean; indexSize: number; matchCount: number; k: number }): SegmentPlan {
   if (!p.indexed || p.indexSize === 0 || p.matchCount <= EXACT_SCAN_MAX_ROWS) return { kind: 'exact' };
   const selectivity = p.matchCount / p.indexSize;
   const fetch = Math.ceil((p.k / selectivity) * 1.2) + (selectivity < 1 ? 8 : 0);

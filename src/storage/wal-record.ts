@@ -7,6 +7,8 @@ export interface StoredDoc {
   vector: Float32Array;
   metadata: Metadata | null;
   text: string | null;
+  /** `metadata` as JSON when validation already serialized it; saves serializing it again. */
+  metadataJson?: string;
 }
 
 /** One WAL record: a batch of upserts or of deletes, applied atomically. */
@@ -39,7 +41,8 @@ export function encodeWalOp(op: WalOp, dimension: number): Buffer {
     json.copy(out, 1);
     return out;
   }
-  const json = Buffer.from(JSON.stringify(op.docs.map((d) => [d.id, d.metadata, d.text])), 'utf8');
+  const rows = op.docs.map((d) => `[${JSON.stringify(d.id)},${d.metadataJson ?? JSON.stringify(d.metadata)},${JSON.stringify(d.text)}]`);
+  const json = Buffer.from(`[${rows.join(',')}]`, 'utf8');
   const head = 13 + json.length;
   const vecStart = (head + 3) & ~3;
   const out = Buffer.alloc(vecStart + op.docs.length * dimension * 4);
