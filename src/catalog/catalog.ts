@@ -75,12 +75,13 @@ function isUniqueViolation(err: unknown): boolean {
 export class Catalog {
   readonly #db: Database.Database;
 
-  constructor(file: string) {
+  /** Open (creating) the catalog file; `busyTimeoutMs` is how long a statement waits for another connection's lock. */
+  constructor(file: string, busyTimeoutMs = 5000) {
     this.#db = new Database(file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.pragma('foreign_keys = ON');
-    this.#db.pragma('busy_timeout = 5000');
+    this.#db.pragma(`busy_timeout = ${Math.round(busyTimeoutMs)}`);
     this.#db.exec(SCHEMA);
   }
 
@@ -174,6 +175,14 @@ export class Catalog {
 
   listCollections(tenant: string, database: string): CollectionRecord[] {
     return (this.#db.prepare('SELECT * FROM collections WHERE tenant = ? AND database = ? ORDER BY name').all(tenant, database) as CollectionRow[]).map(toRecord);
+  }
+
+  allCollections(): CollectionRecord[] {
+    return (this.#db.prepare('SELECT * FROM collections ORDER BY tenant, database, name').all() as CollectionRow[]).map(toRecord);
+  }
+
+  countCollections(): number {
+    return (this.#db.prepare('SELECT COUNT(*) AS n FROM collections').get() as { n: number }).n;
   }
 
   allCollectionIds(): string[] {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { CONFIG_SCHEMA } from '../config/config-schema.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -8,12 +9,45 @@ const HELP = `akidb ${pkg.version}: a vector database for Node.js
 Usage: akidb <command> [options]
 
 Commands:
-  stats --data-dir DIR    print every collection's document count and index state
+  serve                   run the REST and gRPC servers in one process
+  rest                    run only the REST server
+  grpc                    run only the gRPC server
+  stats --data-dir DIR    print every collection's document count and index state (server stopped)
+  config example          print config.example.toml: every option at its default
+  config check [options]  load the configuration as \`serve\` would and print it, or every problem
+
+Server options (each overrides its AKIDB_* variable, which overrides the config file):
+  --config FILE           config.toml, akidb.yaml or .json (default: AKIDB_CONFIG, else ./config.toml or ./akidb.yaml if present)
+${CONFIG_SCHEMA.filter((o) => o.flag !== undefined)
+  .map((o) => `  --${`${o.flag!} ${o.type === 'integer' ? 'N' : o.type === 'enum' ? 'LEVEL' : 'VALUE'}`.padEnd(22)}${o.env ? `${o.env}, ` : ''}default ${o.default === null ? '(derived)' : String(o.default)}`)
+  .join('\n')}
 
 Options:
   --help       show this help
   --version    print the version
+
+Signals: SIGTERM / SIGINT drain and stop; SIGHUP re-reads the log level from the config file.
 `;
+
+/** `--name value` and `--name=value` pairs; a bare `--name` is an error. */
+function parseFlags(args: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith('--')) throw new UsageError(`unexpected argument ${a}`);
+    const eq = a.indexOf('=');
+    if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
+    else {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value`);
+      out[a.slice(2)] = v;
+      i++;
+    }
+  }
+  return out;
+}
+
+class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--version')) {
@@ -24,6 +58,41 @@ async function main(argv: string[]): Promise<number> {
   if (command === undefined || argv.includes('--help')) {
     process.stdout.write(HELP);
     return command === undefined && !argv.includes('--help') ? 1 : 0;
+  }
+  if (command === 'serve' || command === 'rest' || command === 'grpc') {
+    let flags: Record<string, string>;
+    try {
+      flags = parseFlags(argv.slice(1));
+    } catch (err) {
+      process.stderr.write(`akidb ${command}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const { runServer } = await import('./run-server.js');
+    return runServer(command, flags, pkg.version);
+  }
+  if (command === 'config') {
+    const sub = argv[1];
+    if (sub === 'example') {
+      const { renderExampleToml } = await import('../config/config-docs.js');
+      process.stdout.write(renderExampleToml());
+      return 0;
+    }
+    if (sub === 'check') {
+      const { ConfigError, loadConfig } = await import('../config/load-config.js');
+      try {
+        const loaded = loadConfig({ flags: parseFlags(argv.slice(2)) });
+        process.stdout.write(`${JSON.stringify({ file: loaded.file, config: loaded.config, sources: loaded.sources }, null, 2)}\n`);
+        return 0;
+      } catch (err) {
+        if (err instanceof ConfigError || err instanceof UsageError) {
+          process.stderr.write(`akidb config check: ${err.message}\n`);
+          return 2;
+        }
+        throw err;
+      }
+    }
+    process.stderr.write('akidb config: use `config example` or `config check [--config FILE]`\n');
+    return 2;
   }
   if (command === 'stats') {
     const i = argv.indexOf('--data-dir');

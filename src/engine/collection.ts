@@ -768,6 +768,7 @@ export class Collection {
       const built = await buildIndexInWorker(workerJob, this.#abort.signal);
       indexMs = Math.round(performance.now() - indexStarted);
       this.#stats.indexBuilds += 1;
+      this.#opts.events.indexBuilt?.({ collection: this.name, rows: rows.length, seconds: (performance.now() - indexStarted) / 1000, incremental });
       entry.index = { file: indexFile, quantization: params.quantization, m: params.m, efConstruction: params.efConstruction, bytes: built.bytes };
     }
     // Just written and fsynced by this process: skip re-reading every vector to check its CRC.

@@ -19,6 +19,8 @@ export interface OpenOptions extends EngineOptionsInput {
   catalogPath?: string;
   /** Create the default tenant and database on first open (default true). */
   autoInitialize?: boolean;
+  /** How long a catalog statement waits for a lock held by another connection (default 5000). */
+  catalogBusyTimeoutMs?: number;
 }
 
 /** What `createCollection` takes. */
@@ -94,7 +96,7 @@ export class AkiDB {
     await acquireLock(lockFile);
     let catalog: Catalog;
     try {
-      catalog = new Catalog(opts.catalogPath ?? path.join(dataDir, 'metadata.db'));
+      catalog = new Catalog(opts.catalogPath ?? path.join(dataDir, 'metadata.db'), opts.catalogBusyTimeoutMs);
       if (opts.autoInitialize ?? true) catalog.ensureDefaults(DEFAULT_TENANT, DEFAULT_DATABASE);
       await removeOrphanCollectionDirs(path.join(dataDir, 'collections'), new Set(catalog.allCollectionIds()));
     } catch (err) {
@@ -123,6 +125,32 @@ export class AkiDB {
 
   dropCollection(name: string): Promise<void> {
     return this._dropCollection(DEFAULT_TENANT, DEFAULT_DATABASE, name);
+  }
+
+  /** Every collection in the catalog, across tenants and databases. */
+  allCollections(): CollectionRecord[] {
+    this.#checkOpen();
+    return this.#catalog.allCollections();
+  }
+
+  /** Number of collections in the catalog. */
+  collectionCount(): number {
+    return this.#closed ? 0 : this.#catalog.countCollections();
+  }
+
+  /** Open every collection now (replaying WALs), rather than on first use; a server does this before it reports ready. */
+  async openAll(): Promise<Collection[]> {
+    return Promise.all(this.allCollections().map((rec) => this.#openCollection(rec)));
+  }
+
+  /** The collections opened so far (by `openAll` or by use). */
+  async openCollections(): Promise<Collection[]> {
+    const out: Collection[] = [];
+    for (const p of [...this.#open.values()]) {
+      const c = await p.catch(() => null);
+      if (c) out.push(c);
+    }
+    return out;
   }
 
   /** A collection by its UUID, in whatever tenant and database it lives. */

@@ -47,6 +47,14 @@ export interface EngineOptions {
   /** fsync the WAL before acknowledging; only benchmarks of the fsync cost turn this off. */
   walSync: boolean;
   logger: Logger;
+  /** Hooks the engine calls as things happen (metrics attach here). They must not throw. */
+  events: EngineEvents;
+}
+
+/** What the engine reports as it works. */
+export interface EngineEvents {
+  /** An HNSW index was built (full) or extended (incremental) for a segment of `rows` rows. */
+  indexBuilt?: (e: { collection: string; rows: number; seconds: number; incremental: boolean }) => void;
 }
 
 /** Options as callers pass them: any subset. */
@@ -91,5 +99,6 @@ export function resolveEngineOptions(input: EngineOptionsInput = {}): EngineOpti
     },
     walSync: input.walSync ?? true,
     logger: input.logger ?? stderrLogger,
+    events: { ...input.events },
   };
 }

@@ -1,0 +1,209 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { parse as parseYaml } from 'yaml';
+import { CONFIG_SCHEMA, derivedDefault, type AkiConfig, type OptionSpec } from './config-schema.js';
+
+/** Where configuration comes from; each defaults to the process's own. */
+export interface ConfigInput {
+  /** CLI flags by name without dashes (`rest-port`), plus `config`. */
+  flags?: Readonly<Record<string, string>>;
+  env?: Readonly<Record<string, string | undefined>>;
+  cwd?: string;
+}
+
+/** A loaded configuration, where each value came from, and the file read (if any). */
+export interface LoadedConfig {
+  config: AkiConfig;
+  sources: Readonly<Record<string, string>>;
+  file: string | null;
+}
+
+/** The configuration is invalid; `problems` names every bad key and why. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const BY_KEY = new Map<string, OptionSpec>();
+for (const spec of CONFIG_SCHEMA) {
+  BY_KEY.set(spec.key, spec);
+  for (const a of spec.aliases ?? []) BY_KEY.set(a, spec);
+}
+
+/** Files looked for in the working directory when neither `--config` nor AKIDB_CONFIG names one. */
+export const DEFAULT_CONFIG_FILES = ['config.toml', 'akidb.yaml', 'akidb.yml'];
+
+/**
+ * Load the configuration: flag > env > file > default, each value checked against the schema.
+ * Throws ConfigError listing every problem at once. The result is deep-frozen.
+ */
+export function loadConfig(input: ConfigInput = {}): LoadedConfig {
+  const flags = input.flags ?? {};
+  const env = input.env ?? process.env;
+  const cwd = input.cwd ?? process.cwd();
+  const problems: string[] = [];
+  const values = new Map<string, unknown>();
+  const sources: Record<string, string> = {};
+
+  const explicit = flags.config ?? env.AKIDB_CONFIG;
+  let file: string | null = null;
+  if (explicit !== undefined && explicit !== '') {
+    file = path.resolve(cwd, explicit);
+    if (!existsSync(file)) problems.push(`config file ${file} (from ${flags.config !== undefined ? '--config' : 'AKIDB_CONFIG'}): not found`);
+  } else {
+    const found = DEFAULT_CONFIG_FILES.map((f) => path.join(cwd, f)).find((f) => existsSync(f));
+    file = found ?? null;
+  }
+
+  if (file !== null && existsSync(file)) {
+    const parsed = parseFile(file, problems);
+    if (parsed !== undefined) {
+      for (const [key, value] of flatten(parsed)) {
+        const spec = BY_KEY.get(key);
+        if (!spec) {
+          problems.push(`${key} (${path.basename(file)}): unknown key`);
+          continue;
+        }
+        const v = checkValue(spec, value, false);
+        if (typeof v === 'string' && v.startsWith('!')) problems.push(`${key} (${path.basename(file)}): ${v.slice(1)}`);
+        else {
+          values.set(spec.key, v);
+          sources[spec.key] = file;
+        }
+      }
+    }
+  }
+
+  const fromText = (spec: OptionSpec, raw: string, origin: string): void => {
+    const v = checkValue(spec, raw, true);
+    if (typeof v === 'string' && v.startsWith('!')) problems.push(`${spec.key} (from ${origin}): ${v.slice(1)}`);
+    else {
+      values.set(spec.key, v);
+      sources[spec.key] = origin;
+    }
+  };
+
+  // seed 001's AKIDB_BIND_ADDRESS=host:port, below the specific variables.
+  const bind = env.AKIDB_BIND_ADDRESS;
+  if (bind !== undefined && bind !== '') {
+    const m = /^(.*):(\d+)$/.exec(bind);
+    if (!m) problems.push(`server.host / server.rest_port (from AKIDB_BIND_ADDRESS=${bind}): must be HOST:PORT`);
+    else {
+      fromText(BY_KEY.get('server.host')!, m[1]!, 'AKIDB_BIND_ADDRESS');
+      fromText(BY_KEY.get('server.rest_port')!, m[2]!, 'AKIDB_BIND_ADDRESS');
+    }
+  }
+  for (const spec of CONFIG_SCHEMA) {
+    const raw = spec.env !== undefined ? env[spec.env] : undefined;
+    if (raw !== undefined && raw !== '') fromText(spec, raw, `${spec.env}=${raw}`);
+  }
+  const knownFlags = new Set(['config']);
+  for (const spec of CONFIG_SCHEMA) {
+    if (spec.flag === undefined) continue;
+    knownFlags.add(spec.flag);
+    const raw = flags[spec.flag];
+    if (raw !== undefined) fromText(spec, raw, `--${spec.flag}`);
+  }
+  for (const name of Object.keys(flags)) if (!knownFlags.has(name)) problems.push(`--${name}: unknown option`);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const out: Record<string, unknown> = {};
+  const dataDir = path.resolve(cwd, (values.get('storage.data_dir') as string | undefined) ?? (BY_KEY.get('storage.data_dir')!.default as string));
+  values.set('storage.data_dir', dataDir);
+  for (const spec of CONFIG_SCHEMA) {
+    let v = values.get(spec.key);
+    if (v === undefined) {
+      v = spec.default ?? derivedDefault(spec.key, { storage: { data_dir: dataDir } });
+      sources[spec.key] ??= 'default';
+    }
+    if (spec.key === 'database.path') v = path.resolve(cwd, sqlitePath(v as string));
+    setPath(out, spec.key, v);
+  }
+  return { config: deepFreeze(out) as unknown as AkiConfig, sources: Object.freeze(sources), file };
+}
+
+/** `sqlite:///abs/file.db` → `/abs/file.db`, `sqlite://rel.db` → `rel.db`, a plain path unchanged. */
+export function sqlitePath(value: string): string {
+  return value.startsWith('sqlite://') ? value.slice('sqlite://'.length) : value;
+}
+
+function parseFile(file: string, problems: string[]): Record<string, unknown> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`config file ${file}: ${(err as Error).message}`);
+    return undefined;
+  }
+  try {
+    const ext = path.extname(file).toLowerCase();
+    const doc: unknown = ext === '.yaml' || ext === '.yml' ? parseYaml(text) : ext === '.json' ? JSON.parse(text) : parseToml(text);
+    if (doc === null || doc === undefined) return {};
+    if (typeof doc !== 'object' || Array.isArray(doc)) {
+      problems.push(`config file ${file}: the top level must be a table of sections`);
+      return undefined;
+    }
+    return doc as Record<string, unknown>;
+  } catch (err) {
+    problems.push(`config file ${file}: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+}
+
+function* flatten(obj: Record<string, unknown>, prefix = ''): Generator<[string, unknown]> {
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix === '' ? k : `${prefix}.${k}`;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date) && !BY_KEY.has(key)) yield* flatten(v as Record<string, unknown>, key);
+    else yield [key, v];
+  }
+}
+
+/** The checked value, or a string starting with `!` that says what is wrong. */
+function checkValue(spec: OptionSpec, raw: unknown, fromText: boolean): unknown {
+  switch (spec.type) {
+    case 'string':
+      return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
+    case 'boolean': {
+      if (typeof raw === 'boolean') return raw;
+      if (fromText && typeof raw === 'string') {
+        const t = raw.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(t)) return true;
+        if (['false', '0', 'no', 'off'].includes(t)) return false;
+      }
+      return `!must be true or false, got ${JSON.stringify(raw)}`;
+    }
+    case 'enum':
+      return typeof raw === 'string' && spec.values!.includes(raw) ? raw : `!must be one of ${spec.values!.join(', ')}, got ${JSON.stringify(raw)}`;
+    case 'integer':
+    case 'number': {
+      let n: number;
+      if (typeof raw === 'number') n = raw;
+      else if (typeof raw === 'bigint') n = Number(raw);
+      else if (fromText && typeof raw === 'string' && raw.trim() !== '' && /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw.trim())) n = Number(raw);
+      else return `!must be ${spec.type === 'integer' ? 'an integer' : 'a number'}, got ${JSON.stringify(typeof raw === 'bigint' ? String(raw) : raw)}`;
+      const range = `${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`;
+      if (!Number.isFinite(n) || (spec.type === 'integer' && !Number.isInteger(n))) return `!must be ${spec.type === 'integer' ? 'an integer' : 'a number'} in ${range}, got ${JSON.stringify(raw)}`;
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) return `!must be in ${range}, got ${n}`;
+      return n;
+    }
+  }
+}
+
+function setPath(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let cur = obj;
+  for (const p of parts.slice(0, -1)) cur = (cur[p] ??= {}) as Record<string, unknown>;
+  cur[parts.at(-1)!] = value;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
