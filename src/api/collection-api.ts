@@ -27,6 +27,7 @@ export interface WireDocument {
   text?: unknown;
 }
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -67,6 +68,7 @@ export function describeCollection(c: Collection): CollectionView {
  */
 export function decodeVector(value: unknown, field: string): number[] | Float32Array {
   if (typeof value === 'string') {
+    if (!BASE64.test(value)) throw new AkiError('INVALID_VECTOR', { field }, `${field}: not a base64 string`);
     const bytes = Buffer.from(value, 'base64');
     if (bytes.length === 0 || bytes.length % 4 !== 0) throw new AkiError('INVALID_VECTOR', { field }, `${field}: a base64 vector must decode to a whole number of float32 values`);
     const out = new Float32Array(bytes.length / 4);

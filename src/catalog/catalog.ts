@@ -74,6 +74,17 @@ function isUniqueViolation(err: unknown): boolean {
  */
 export class Catalog {
   readonly #db: Database.Database;
+  /** Prepared statements by SQL text: preparing costs more than most of these queries. */
+  readonly #statements = new Map<string, Database.Statement>();
+
+  #sql(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
 
   /** Open (creating) the catalog file; `busyTimeoutMs` is how long a statement waits for another connection's lock. */
   constructor(file: string, busyTimeoutMs = 5000) {
@@ -89,14 +100,14 @@ export class Catalog {
   ensureDefaults(tenant: string, database: string): void {
     const now = new Date().toISOString();
     this.#db.transaction(() => {
-      this.#db.prepare('INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)').run(tenant, now);
-      this.#db.prepare('INSERT OR IGNORE INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, database, now);
+      this.#sql('INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)').run(tenant, now);
+      this.#sql('INSERT OR IGNORE INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, database, now);
     })();
   }
 
   createTenant(name: string): void {
     try {
-      this.#db.prepare('INSERT INTO tenants (name, created_at) VALUES (?, ?)').run(name, new Date().toISOString());
+      this.#sql('INSERT INTO tenants (name, created_at) VALUES (?, ?)').run(name, new Date().toISOString());
     } catch (err) {
       if (isUniqueViolation(err)) throw new AkiError('TENANT_ALREADY_EXISTS', { tenant: name });
       throw err;
@@ -104,26 +115,26 @@ export class Catalog {
   }
 
   listTenants(): { name: string; createdAt: string }[] {
-    return (this.#db.prepare('SELECT name, created_at FROM tenants ORDER BY name').all() as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return (this.#sql('SELECT name, created_at FROM tenants ORDER BY name').all() as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
   }
 
   hasTenant(name: string): boolean {
-    return this.#db.prepare('SELECT 1 FROM tenants WHERE name = ?').get(name) !== undefined;
+    return this.#sql('SELECT 1 FROM tenants WHERE name = ?').get(name) !== undefined;
   }
 
   dropTenant(name: string): void {
     this.#db.transaction(() => {
       if (!this.hasTenant(name)) throw new AkiError('TENANT_NOT_FOUND', { tenant: name });
-      const n = (this.#db.prepare('SELECT COUNT(*) AS n FROM databases WHERE tenant = ?').get(name) as { n: number }).n;
+      const n = (this.#sql('SELECT COUNT(*) AS n FROM databases WHERE tenant = ?').get(name) as { n: number }).n;
       if (n > 0) throw new AkiError('DATABASE_NOT_EMPTY', { tenant: name }, `Tenant ${name} still holds databases`);
-      this.#db.prepare('DELETE FROM tenants WHERE name = ?').run(name);
+      this.#sql('DELETE FROM tenants WHERE name = ?').run(name);
     })();
   }
 
   createDatabase(tenant: string, name: string): void {
     if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
     try {
-      this.#db.prepare('INSERT INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, name, new Date().toISOString());
+      this.#sql('INSERT INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(tenant, name, new Date().toISOString());
     } catch (err) {
       if (isUniqueViolation(err)) throw new AkiError('DATABASE_ALREADY_EXISTS', { tenant, database: name });
       throw err;
@@ -132,12 +143,12 @@ export class Catalog {
 
   listDatabases(tenant: string): { name: string; createdAt: string }[] {
     if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
-    return (this.#db.prepare('SELECT name, created_at FROM databases WHERE tenant = ? ORDER BY name').all(tenant) as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return (this.#sql('SELECT name, created_at FROM databases WHERE tenant = ? ORDER BY name').all(tenant) as { name: string; created_at: string }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
   }
 
   /** Throws TENANT_NOT_FOUND or DATABASE_NOT_FOUND when the pair does not exist. */
   requireDatabase(tenant: string, database: string): void {
-    if (this.#db.prepare('SELECT 1 FROM databases WHERE tenant = ? AND name = ?').get(tenant, database) !== undefined) return;
+    if (this.#sql('SELECT 1 FROM databases WHERE tenant = ? AND name = ?').get(tenant, database) !== undefined) return;
     if (!this.hasTenant(tenant)) throw new AkiError('TENANT_NOT_FOUND', { tenant });
     throw new AkiError('DATABASE_NOT_FOUND', { tenant, database });
   }
@@ -145,9 +156,9 @@ export class Catalog {
   dropDatabase(tenant: string, name: string): void {
     this.#db.transaction(() => {
       this.requireDatabase(tenant, name);
-      const n = (this.#db.prepare('SELECT COUNT(*) AS n FROM collections WHERE tenant = ? AND database = ?').get(tenant, name) as { n: number }).n;
+      const n = (this.#sql('SELECT COUNT(*) AS n FROM collections WHERE tenant = ? AND database = ?').get(tenant, name) as { n: number }).n;
       if (n > 0) throw new AkiError('DATABASE_NOT_EMPTY', { tenant, database: name });
-      this.#db.prepare('DELETE FROM databases WHERE tenant = ? AND name = ?').run(tenant, name);
+      this.#sql('DELETE FROM databases WHERE tenant = ? AND name = ?').run(tenant, name);
     })();
   }
 
@@ -164,33 +175,33 @@ export class Catalog {
   }
 
   getCollection(tenant: string, database: string, name: string): CollectionRecord | undefined {
-    const r = this.#db.prepare('SELECT * FROM collections WHERE tenant = ? AND database = ? AND name = ?').get(tenant, database, name) as CollectionRow | undefined;
+    const r = this.#sql('SELECT * FROM collections WHERE tenant = ? AND database = ? AND name = ?').get(tenant, database, name) as CollectionRow | undefined;
     return r ? toRecord(r) : undefined;
   }
 
   getCollectionById(collectionId: string): CollectionRecord | undefined {
-    const r = this.#db.prepare('SELECT * FROM collections WHERE collection_id = ?').get(collectionId) as CollectionRow | undefined;
+    const r = this.#sql('SELECT * FROM collections WHERE collection_id = ?').get(collectionId) as CollectionRow | undefined;
     return r ? toRecord(r) : undefined;
   }
 
   listCollections(tenant: string, database: string): CollectionRecord[] {
-    return (this.#db.prepare('SELECT * FROM collections WHERE tenant = ? AND database = ? ORDER BY name').all(tenant, database) as CollectionRow[]).map(toRecord);
+    return (this.#sql('SELECT * FROM collections WHERE tenant = ? AND database = ? ORDER BY name').all(tenant, database) as CollectionRow[]).map(toRecord);
   }
 
   allCollections(): CollectionRecord[] {
-    return (this.#db.prepare('SELECT * FROM collections ORDER BY tenant, database, name').all() as CollectionRow[]).map(toRecord);
+    return (this.#sql('SELECT * FROM collections ORDER BY tenant, database, name').all() as CollectionRow[]).map(toRecord);
   }
 
   countCollections(): number {
-    return (this.#db.prepare('SELECT COUNT(*) AS n FROM collections').get() as { n: number }).n;
+    return (this.#sql('SELECT COUNT(*) AS n FROM collections').get() as { n: number }).n;
   }
 
   allCollectionIds(): string[] {
-    return (this.#db.prepare('SELECT collection_id FROM collections').all() as { collection_id: string }[]).map((r) => r.collection_id);
+    return (this.#sql('SELECT collection_id FROM collections').all() as { collection_id: string }[]).map((r) => r.collection_id);
   }
 
   deleteCollection(collectionId: string): void {
-    this.#db.prepare('DELETE FROM collections WHERE collection_id = ?').run(collectionId);
+    this.#sql('DELETE FROM collections WHERE collection_id = ?').run(collectionId);
   }
 
   close(): void {

@@ -76,6 +76,8 @@ export class AkiDB {
   readonly options: EngineOptions;
   readonly #catalog: Catalog;
   readonly #open = new Map<string, Promise<Collection>>();
+  /** collection_id by tenant / database / name, for collections opened by name: saves two catalog queries a request. Only this process changes the catalog (LOCK), so entries go stale only through `_dropCollection`, which removes them. */
+  readonly #idByName = new Map<string, string>();
   readonly #lockFile: string;
   #closed = false;
 
@@ -220,10 +222,15 @@ export class AkiDB {
   /** @internal */
   async _getCollection(tenant: string, database: string, name: string): Promise<Collection> {
     this.#checkOpen();
+    const key = `${tenant}\u0000${database}\u0000${name}`;
+    const id = this.#idByName.get(key);
+    const opened = id === undefined ? undefined : this.#open.get(id);
+    if (opened) return opened;
     const n = validateName('collection', name);
     this.#catalog.requireDatabase(tenant, database);
     const rec = this.#catalog.getCollection(tenant, database, n);
     if (!rec) throw new AkiError('COLLECTION_NOT_FOUND', { tenant, database, collection: n }, `Collection ${n} not found`);
+    this.#idByName.set(key, rec.collectionId);
     return this.#openCollection(rec);
   }
 
@@ -242,6 +249,7 @@ export class AkiDB {
     const rec = this.#catalog.getCollection(tenant, database, n);
     if (!rec) throw new AkiError('COLLECTION_NOT_FOUND', { tenant, database, collection: n }, `Collection ${n} not found`);
     this.#catalog.deleteCollection(rec.collectionId);
+    this.#idByName.delete(`${tenant}\u0000${database}\u0000${n}`);
     const opening = this.#open.get(rec.collectionId);
     this.#open.delete(rec.collectionId);
     if (opening) {

@@ -82,6 +82,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
         logger: logger.child({ component: 'grpc' }),
         version,
         timeoutMs: config.server.timeout_seconds * 1000,
+        serving: false,
         onRequest: (method, code, seconds) => metrics?.observeRequest('grpc', 'POST', method, code, code === 'OK', seconds),
       });
     }

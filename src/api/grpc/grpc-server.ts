@@ -27,6 +27,8 @@ export interface GrpcServerOptions {
   timeoutMs: number;
   /** Called once per answered call with the full method name (`akidb.collection.v1.CollectionService/Query`), the gRPC status name and the seconds it took. */
   onRequest?: (method: string, code: string, seconds: number) => void;
+  /** Health status right after binding (default true); a server that is not yet ready passes false and calls setServing later. */
+  serving?: boolean;
 }
 
 /** A running gRPC server. */
@@ -481,6 +483,9 @@ function implementation(service: string, handlers: Record<string, Handler<never,
 
 /** Start AkiDB's gRPC server (insecure transport) with health checking and reflection; resolves once bound and SERVING. */
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
+  // grpc-js logs to stderr in its own format; send its errors through our logger instead.
+  grpc.setLogger({ error: (...args: unknown[]) => opts.logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')) });
+  grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
   const pkg = loadAkiProto();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
   const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest };
@@ -506,7 +511,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const setServing = (serving: boolean): void => {
     for (const n of healthNames) health.setStatus(n, serving ? 'SERVING' : 'NOT_SERVING');
   };
-  setServing(true);
+  setServing(opts.serving ?? true);
   opts.logger.info({ address: `${opts.host}:${port}`, version: opts.version, timeoutMs: opts.timeoutMs }, 'gRPC server listening');
 
   let stopping: Promise<void> | undefined;
