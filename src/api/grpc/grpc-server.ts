@@ -209,6 +209,8 @@ interface CallWrapperOptions {
   logger: Logger;
   timeoutMs: number;
   onRequest: ((method: string, code: string, seconds: number) => void) | undefined;
+  /** Unary calls not yet answered; a shutdown waits for these, not for open health Watch streams. */
+  inflight: { count: number; onIdle: (() => void) | null };
 }
 
 let requestCounter = 0;
@@ -226,11 +228,14 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
     const reqId = ++requestCounter;
     let done = false;
     let timer: NodeJS.Timeout | undefined;
+    o.inflight.count += 1;
 
     const finish = (err: unknown, res: Res | null): void => {
       if (done) return;
       done = true;
       if (timer !== undefined) clearTimeout(timer);
+      o.inflight.count -= 1;
+      if (o.inflight.count === 0) o.inflight.onIdle?.();
       let codeName = 'OK';
       let akiCode: string | undefined;
       if (err === null) {
@@ -488,7 +493,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
   const pkg = loadAkiProto();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
-  const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest };
+  const inflight: CallWrapperOptions['inflight'] = { count: 0, onIdle: null };
+  const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest, inflight };
   server.addService(serverDefinition(pkg, COLLECTION_SERVICE, FAST_DECODERS), implementation(COLLECTION_SERVICE, collectionHandlers(opts.db), wrap));
   server.addService(serverDefinition(pkg, MANAGEMENT_SERVICE, {}), implementation(MANAGEMENT_SERVICE, managementHandlers(opts.db), wrap));
 
@@ -518,15 +524,25 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const shutdown = (graceMs: number): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {
       setServing(false);
-      const force = setTimeout(() => {
-        opts.logger.warn({ graceMs }, 'gRPC calls still running after the grace period; cutting them');
+      // Stop taking calls; then, once every unary call is answered, cut what is left (health
+      // Watch streams never end by themselves). Past the grace period, cut everything.
+      const cut = (): void => {
+        clearTimeout(force);
         server.forceShutdown();
         resolve();
+      };
+      const force = setTimeout(() => {
+        if (inflight.count > 0) opts.logger.warn({ graceMs, inflight: inflight.count }, 'gRPC calls still running after the grace period; cutting them');
+        cut();
       }, Math.max(0, graceMs));
       server.tryShutdown(() => {
         clearTimeout(force);
         resolve();
       });
+      // A short pause lets the last answers flush before their sessions close.
+      const cutSoon = (): void => void setTimeout(cut, 100);
+      if (inflight.count === 0) cutSoon();
+      else inflight.onIdle = cutSoon;
     });
     return stopping;
   };
