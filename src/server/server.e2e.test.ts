@@ -59,6 +59,30 @@ describe('akidb server process', () => {
     }
   });
 
+  it('answers 503 REQUEST_TIMEOUT past [server] timeout_seconds, and the write still lands', async () => {
+    const dir = tempDir();
+    const cfg = path.join(dir, 'config.toml');
+    fs.writeFileSync(cfg, '[server]\ntimeout_seconds = 0.001\n');
+    const server = await startServerProcess({ dataDir: path.join(dir, 'data'), args: ['--config', cfg] });
+    try {
+      expect((await http(server.restUrl, 'POST', '/api/v1/collections', { name: 'c', dimension: 64 })).status).toBe(201);
+      const documents = Array.from({ length: 3000 }, (_, i) => ({ doc_id: `d${i}`, vector: Array.from({ length: 64 }, (_, j) => ((i * 31 + j) % 17) + 1) }));
+      const slow = await http(server.restUrl, 'POST', '/api/v1/collections/c/upsert', { documents });
+      expect(slow.status).toBe(503);
+      expect(slow.body).toMatchObject({ error: { code: 'REQUEST_TIMEOUT', details: { timeoutMs: 1 } } });
+      expect(slow.headers.get('retry-after')).toBe('1');
+      // Timed out is not rolled back: once in the WAL the batch is durable and applied.
+      let count = 0;
+      for (let i = 0; i < 100 && count !== 3000; i++) {
+        count = ((await http(server.restUrl, 'GET', '/api/v1/collections/c')).body as { document_count: number }).document_count;
+        if (count !== 3000) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(count).toBe(3000);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
   it('`akidb config check` names every problem and exits 2; `config example` prints a loadable file', async () => {
     const dir = tempDir();
     const bad = await runCli(['config', 'check', '--rest-port', 'x'], { env: { AKIDB_LOG_FORMAT: 'xml' }, cwd: dir });

@@ -492,7 +492,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   grpc.setLogger({ error: (...args: unknown[]) => opts.logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')) });
   grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
   const pkg = loadAkiProto();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
+  // channelz bookkeeping costs every call; nothing here reads it.
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES, 'grpc.enable_channelz': 0 });
   const inflight: CallWrapperOptions['inflight'] = { count: 0, onIdle: null };
   const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest, inflight };
   server.addService(serverDefinition(pkg, COLLECTION_SERVICE, FAST_DECODERS), implementation(COLLECTION_SERVICE, collectionHandlers(opts.db), wrap));

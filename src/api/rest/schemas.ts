@@ -10,7 +10,7 @@ export function restSchemas(cfg: AkiConfig) {
   const name = { type: 'string', minLength: 1, maxLength: v.collection_name_max_length, pattern: '^[A-Za-z0-9_.-]+$', description: 'Letters, digits, `_`, `.` and `-`' } as const;
   const vector = {
     description: 'An array of numbers, or a base64 string of little-endian float32 values',
-    anyOf: [{ type: 'array', items: { type: 'number' }, minItems: 1, maxItems: v.vector_dimension_max }, { type: 'string', minLength: 4, pattern: '^[A-Za-z0-9+/]*={0,2}$' }],
+    anyOf: [{ type: 'array', items: { type: 'number' }, minItems: 1, maxItems: v.vector_dimension_max }, { type: 'string', description: 'base64 (standard or URL-safe alphabet, padded) of little-endian float32 values' }],
   } as const;
   const metadata = { type: ['object', 'null'], additionalProperties: true, description: `JSON object, at most ${v.max_metadata_bytes} bytes` } as const;
   const filter = { type: 'object', additionalProperties: true, description: 'MongoDB-style filter on metadata (docs/filters.md)' } as const;
