@@ -12,7 +12,9 @@
 // run`, the Rust server inside a Node process). Legs that cannot start are skipped with a note.
 // Query rounds alternate the legs (the starting leg rotates each round) so that drift in a shared
 // machine's speed falls on all of them alike; the table shows each leg's median-QPS round.
-import { spawn } from 'node:child_process';
+// Each network leg's client runs in a small process of its own (bench/query-client.mjs), so the
+// big heap of this one (base vectors, the in-process engine) slows none of them.
+import { fork, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -37,6 +39,8 @@ const args = parseArgs(process.argv.slice(2), {
   quant: 'f16',
   legs: 'inproc,rest,grpc,chroma,chroma-http',
   metadata: 0,
+  // 1: each network leg's client runs in a process of its own (bench/query-client.mjs); 0: in this one.
+  'client-process': 1,
   // The AkiDB CLI to start as `CLI serve ...` (relative to the repository root).
   cli: 'dist/cli/main.js',
 });
@@ -171,6 +175,25 @@ async function timeQueries(fn, count, warm) {
   return { qps: Math.round((count / total) * 1000), p50: percentile(lat, 50), p95: percentile(lat, 95), recall: recallAt(found, gt, K) };
 }
 
+/** Runs a leg's queries in its own client process (bench/query-client.mjs), started on first use. */
+const clientProcs = new Map();
+function ask(child, msg) {
+  return new Promise((resolve, reject) => {
+    child.once('message', (res) => (res.error ? reject(new Error(res.error)) : resolve(res)));
+    child.send(msg);
+  });
+}
+async function remoteQueries(leg, count, warm) {
+  let child = clientProcs.get(leg.key);
+  if (!child) {
+    child = fork(path.join(ROOT, 'bench/query-client.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    clientProcs.set(leg.key, child);
+    await ask(child, { setup: { ...leg.remote, data: args.data, k: K, includeMetadata } });
+  }
+  const res = await ask(child, { run: { count, warm } });
+  return { qps: res.qps, p50: res.p50, p95: res.p95, recall: recallAt(res.found, gt, K) };
+}
+
 // ---------- legs ----------
 // Each leg: { key, label, ingest() -> {ingestRate, ingestSeconds, indexedSeconds, batch}, query(i) -> ids, rss() -> {rss, hwm} | null, close() }
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-svc-'));
@@ -293,6 +316,7 @@ async function akidbServerLegs(inprocIndexSeconds) {
       key: 'rest',
       label: 'AkiDB REST',
       ingest,
+      remote: { kind: 'rest', port: restPort, collection: COLLECTION },
       query: async (i) => {
         const body = JSON.stringify({ query_vector: qArr[i], top_k: K, include_metadata: includeMetadata });
         const res = await rest('POST', `/api/v1/collections/${COLLECTION}/query`, body);
@@ -349,6 +373,7 @@ async function akidbGrpcLeg(port, ingest, rss) {
     key: 'grpc',
     label: 'AkiDB gRPC',
     ingest: { ...ingest, via: 'REST' },
+    remote: { kind: 'grpc', port, collection: COLLECTION },
     query: async (i) => (await call('Query', { collection: COLLECTION, query_vector: qArr[i], top_k: K, include_metadata: includeMetadata })).matches.map((m) => m.doc_id),
     rss,
     close: async () => client.close(),
@@ -413,6 +438,7 @@ async function chromaLegs() {
       key: 'chroma',
       label: `Chroma ${version} (JS client)`,
       ingest,
+      remote: { kind: 'chroma', port, collection: COLLECTION },
       query: async (i) => (await col.query({ queryEmbeddings: [qArr[i]], nResults: K, include })).ids[0],
       rss,
     });
@@ -425,6 +451,7 @@ async function chromaLegs() {
       key: 'chroma-http',
       label: `Chroma ${version} (HTTP)`,
       ingest: { ...ingest, via: 'JS client' },
+      remote: { kind: 'chroma-http', port, url },
       query: async (i) => {
         const res = await probe.request('POST', url, JSON.stringify({ query_embeddings: [qArr[i]], n_results: K, include }));
         if (res.status !== 200) throw new Error(`Chroma query: HTTP ${res.status} ${res.text.slice(0, 300)}`);
@@ -446,6 +473,7 @@ async function chromaLegs() {
 
 // ---------- run ----------
 const stopAll = async () => {
+  for (const c of clientProcs.values()) c.disconnect();
   for (const leg of legs) await Promise.resolve(leg.close?.()).catch((err) => console.error(`closing ${leg.key}: ${err.message}`));
   for (const c of children) await stopChild(c);
   fs.rmSync(tmpRoot, { recursive: true, force: true });
@@ -485,7 +513,7 @@ try {
     const round = {};
     for (let j = 0; j < active.length; j++) {
       const leg = active[(r + j) % active.length];
-      round[leg.key] = await timeQueries(leg.query, nq, args.warmup);
+      round[leg.key] = leg.remote && args['client-process'] === 1 ? await remoteQueries(leg, nq, args.warmup) : await timeQueries(leg.query, nq, args.warmup);
       console.error(`round ${r + 1} ${leg.label}: ${round[leg.key].qps} QPS, p50 ${round[leg.key].p50.toFixed(3)} ms, p95 ${round[leg.key].p95.toFixed(3)} ms, recall ${round[leg.key].recall.toFixed(3)}`);
     }
     rounds.push(round);
