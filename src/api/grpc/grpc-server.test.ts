@@ -8,7 +8,8 @@ import { service as healthService } from 'grpc-health-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AkiDB } from '../../engine/database.js';
-import { jsonToStruct, startGrpcServer, type GrpcServerHandle, type WireStruct, type WireValue } from './grpc-server.js';
+import { jsonToStruct, startGrpcServer, type GrpcServerHandle, type WireStruct } from './grpc-server.js';
+import { structToJson } from '../../test-support/grpc-struct.js';
 
 // A client built the way any grpc-js user would build one: from the .proto file, over a socket.
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -26,27 +27,6 @@ const ReflectionClient = (((reflectionPkg.grpc as grpc.GrpcObject).reflection as
 
 type Struct = WireStruct;
 
-/** A Struct as a grpc-js client decodes it, back to JSON. */
-function structToJson(s: WireStruct): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(s.fields).map(([k, v]) => [k, valueToJson(v)]));
-}
-
-function valueToJson(v: WireValue & { kind?: string }): unknown {
-  switch (v.kind) {
-    case 'numberValue':
-      return v.numberValue;
-    case 'stringValue':
-      return v.stringValue;
-    case 'boolValue':
-      return v.boolValue;
-    case 'structValue':
-      return structToJson(v.structValue!);
-    case 'listValue':
-      return v.listValue!.values.map(valueToJson);
-    default:
-      return null;
-  }
-}
 interface Info {
   collection_id: string;
   name: string;

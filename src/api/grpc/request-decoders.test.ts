@@ -3,8 +3,9 @@ import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AkiError } from '../../errors.js';
-import { jsonToStruct, type WireStruct, type WireValue } from './grpc-server.js';
+import { jsonToStruct, type WireStruct } from './grpc-server.js';
 import { decodeDeleteRequest, decodeInsertRequest, decodeQueryRequest, decodeUpsertRequest, MAX_STRUCT_DEPTH } from './request-decoders.js';
+import { structToJson } from '../../test-support/grpc-struct.js';
 
 // The reference: proto-loader (protobufjs) reading the same .proto, as a client would.
 const pkg = loadSync('akidb/collection/v1/collection.proto', { keepCase: true, longs: Number, defaults: true, oneofs: true, includeDirs: [fileURLToPath(new URL('../../../proto/', import.meta.url))] });
@@ -24,28 +25,6 @@ function normalize(value: unknown, key = ''): unknown {
   return value;
 }
 
-function structToJson(s: WireStruct): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s.fields)) Object.defineProperty(out, k, { value: valueToJson(v), enumerable: true, writable: true, configurable: true });
-  return out;
-}
-
-function valueToJson(v: WireValue & { kind?: string }): unknown {
-  switch (v.kind) {
-    case 'numberValue':
-      return v.numberValue;
-    case 'stringValue':
-      return v.stringValue;
-    case 'boolValue':
-      return v.boolValue;
-    case 'structValue':
-      return structToJson(v.structValue!);
-    case 'listValue':
-      return v.listValue!.values.map(valueToJson);
-    default:
-      return null;
-  }
-}
 
 function thrownBy(fn: () => unknown): unknown {
   try {
