@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
+import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
 import type { AkiConfig } from '../../config/config-schema.js';
 import type { AkiDB } from '../../engine/database.js';
@@ -71,6 +72,24 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   });
   // Fastify parses text/plain by default; bodies must be JSON (415 otherwise).
   app.removeContentTypeParser('text/plain');
+  // JSON bodies through secure-json-parse (as Fastify's own parser), but with our codes: the
+  // parse error's position in MALFORMED_JSON, a __proto__ / constructor key named as such, and a
+  // DELETE or GET whose client sent the JSON content type without a body let through.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if (text.length === 0) {
+      if (req.method === 'DELETE' || req.method === 'GET') return done(null, undefined);
+      return done(new AkiError('MALFORMED_JSON', {}, 'The JSON body is empty'), undefined);
+    }
+    try {
+      done(null, secureJson.parse(text, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/forbidden (prototype|constructor) property/.test(message)) return done(new AkiError('INVALID_ARGUMENT', { reason: 'forbidden_key' }, 'The body holds a __proto__ or constructor.prototype key, which is refused'), undefined);
+      done(new AkiError('MALFORMED_JSON', {}, `The body is not valid JSON: ${message.slice(0, 200)}`), undefined);
+    }
+  });
   const schemas = restSchemas(config);
 
   await app.register(swagger, {

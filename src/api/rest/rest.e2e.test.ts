@@ -412,6 +412,14 @@ describe('REST collections, documents and queries (default tenant)', () => {
       expectError(await api('POST', '/api/v1/collections/books/query', '', JSON_HEADERS), 400, 'MALFORMED_JSON');
     });
 
+    it('a __proto__ key is refused by name; a DELETE sent with the JSON content type and no body is fine', async () => {
+      const poisoned = await api('POST', '/api/v1/collections', '{"name":"p1","dimension":2,"__proto__":{"polluted":true}}', JSON_HEADERS);
+      expectError(poisoned, 400, 'INVALID_ARGUMENT');
+      expect((poisoned.body as { error: { details: unknown } }).error.details).toEqual({ reason: 'forbidden_key' });
+      const res = await api('DELETE', '/api/v1/collections/books/docs/never-there', '', JSON_HEADERS);
+      expect(res.status).toBe(204);
+    });
+
     it('400 INVALID_TOP_K for 0, above the limit, fractional and non-numeric top_k', async () => {
       for (const top_k of [0, -1, 1001, 2.5, '10']) expectError(await api('POST', '/api/v1/collections/books/query', { query_vector: ORIGIN, top_k }), 400, 'INVALID_TOP_K');
     });
