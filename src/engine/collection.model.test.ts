@@ -9,7 +9,7 @@ import type { Collection, Document, QueryMatch } from './collection.js';
 import { AkiDB, type OpenOptions } from './database.js';
 import type { Logger } from './options.js';
 import { EXACT_SCAN_MAX_ROWS, planSegmentSearch } from './query-planner.js';
-import { seededRandom } from '../test-support/seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 /*
  * Model test: random operation scripts run against a collection and against a plain Map with

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AkiDB, type Collection, type Document, type Logger, type Metadata } from '../index.js';
-import { seededRandom } from '../test-support/seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 // The child runs the compiled engine (`npm run build` first); this process checks with the sources.
 const CHILD = fileURLToPath(new URL('../../test/fixtures/crash-writer.mjs', import.meta.url));

@@ -7,7 +7,7 @@ import type { Metadata } from '../index/filter.js';
 import type { Metric } from '../index/metric.js';
 import type { Collection, Document, DocumentInput, QueryMatch } from './collection.js';
 import { AkiDB, type OpenOptions } from './database.js';
-import { seededRandom } from '../test-support/seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 // Small thresholds so flushes, segments and HNSW index builds happen with a handful of rows.
 const SMALL: Omit<OpenOptions, 'dataDir'> = { hnsw: { threshold: 4, quantization: 'f32' }, compaction: { enableBackground: false } };

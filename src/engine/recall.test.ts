@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AkiDB } from '../index.js';
 import type { Collection, Filter } from '../index.js';
-import { seededRandom } from '../test-support/seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 // Recall of filtered and unfiltered search against exact brute force, on clustered data large
 // enough that the collection is served by the HNSW graph (20k rows > the 10k threshold).

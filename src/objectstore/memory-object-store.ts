@@ -1,4 +1,5 @@
 import { checkKey, kindOfStatus, ObjectStoreError, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 /** An object-store operation, as counted and as faults are scoped. */
 export type Operation = ObjectStoreError['operation'];
@@ -69,7 +70,7 @@ export class MemoryStoreFaults {
    */
   failFraction(p: number, opts: FaultScope & { seed?: number; status?: number } = {}): this {
     if (!(p >= 0 && p <= 1)) throw new RangeError(`failFraction: p must be in 0..1, got ${p}`);
-    this.fraction = { p, status: checkStatus(opts.status ?? 503), operations: scope(opts), random: mulberry32(opts.seed ?? 1) };
+    this.fraction = { p, status: checkStatus(opts.status ?? 503), operations: scope(opts), random: seededRandom(opts.seed ?? 1) };
     return this;
   }
 
@@ -218,14 +219,3 @@ function checkStatus(status: number): number {
   return status;
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { ServiceRunner, type ServiceLogger } from '../services/service.js';
-import { seededRandom } from '../test-support/seeded-random.js';
+import { seededRandom } from '../util/seeded-random.js';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 import { DeadLetterQueue, DlqFlushService, type DeadLetterQueueOptions, type DlqEntry, type DlqEntryInput } from './dead-letter-queue.js';
 

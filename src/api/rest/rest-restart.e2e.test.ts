@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { http, runCli, startServerProcess, type ServerProcess } from '../../test-support/server-process.js';
-import { seededRandom } from '../../test-support/seeded-random.js';
+import { seededRandom } from '../../util/seeded-random.js';
 import { useTempDirs } from '../../test-support/temp-dirs.js';
 
 // What survives a process: acknowledged REST writes across SIGTERM and restart, the data-dir lock
