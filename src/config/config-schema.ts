@@ -59,6 +59,7 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'api.validation.top_k_max', type: 'integer', default: 1000, min: 1, max: 10000, help: 'Largest top_k a query may ask for.' },
   { key: 'api.validation.max_batch_size', type: 'integer', default: 10000, min: 1, max: 100000, help: 'Documents (or ids) one request may carry.' },
   { key: 'api.validation.max_metadata_bytes', type: 'integer', default: 65536, min: 2, max: 16 * 1024 * 1024, help: "JSON size of one document's metadata." },
+  { key: 'admin.health_check.timeout_seconds', type: 'number', default: 5, min: 0.01, max: 300, aliases: ['admin.health_check.timeout'], help: 'How long each check of GET /admin/health may take before it counts as unhealthy.' },
   { key: 'query.max_filter_depth', type: 'integer', default: 32, min: 1, max: 256, help: 'Deepest filter nesting.' },
   { key: 'query.max_filter_clauses', type: 'integer', default: 100, min: 1, max: 10000, help: 'Most clauses one filter may hold.' },
 ];
@@ -78,6 +79,7 @@ export interface AkiConfig {
   };
   api: { validation: { collection_name_max_length: number; vector_dimension_max: number; top_k_max: number; max_batch_size: number; max_metadata_bytes: number } };
   query: { max_filter_depth: number; max_filter_clauses: number };
+  admin: { health_check: { timeout_seconds: number } };
 }
 
 /** Defaults that depend on the machine or on other options, filled in after parsing. */

@@ -18,6 +18,9 @@ export class ServerMetrics {
   readonly requests = new Counter({ name: 'akidb_requests_total', help: 'Requests served, by protocol, endpoint, status (success | error) and code', labelNames: ['protocol', 'method', 'endpoint', 'status', 'code'] as const, registers: [this.registry] });
   readonly requestDuration = new Histogram({ name: 'akidb_request_duration_seconds', help: 'Request latency by protocol and endpoint', labelNames: ['protocol', 'method', 'endpoint'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly searchLatency = new Histogram({ name: 'akidb_search_latency_seconds', help: 'Time the engine spent answering vector searches', buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  /** seed 004 US-714: the admin health check's outcome (1 healthy, 0 unhealthy) and duration. */
+  readonly healthCheckStatus = new Gauge({ name: 'health_check_status', help: 'Admin health check: 1 healthy, 0 unhealthy', registers: [this.registry] });
+  readonly healthCheckDuration = new Histogram({ name: 'health_check_duration_seconds', help: 'Time an admin health check took', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] });
   readonly indexBuildDuration = new Histogram({ name: 'akidb_index_build_duration_seconds', help: 'HNSW index build time (full or incremental)', labelNames: ['kind'] as const, buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [this.registry] });
 
   constructor(source: MetricsSource) {

@@ -51,7 +51,7 @@ describe('TieringMetrics', () => {
     }
 
     const text = await registry.metrics();
-    for (const name of ['storage_inserts', 'storage_s3_uploads', 'storage_s3_retries', 'storage_s3_permanent_failures', 'storage_compactions', 'storage_last_snapshot_timestamp', 'storage_cache_hits', 'storage_cache_misses', 'storage_dlq_size', 'storage_s3_upload_queue_size', 'circuit_breaker_state', 'circuit_breaker_error_rate', 'circuit_breaker_transitions', 'dlq_size', 'dlq_evictions', 'dlq_expirations', 'dlq_flushes', 'dlq_flush_errors', 's3_upload_batch_size', 's3_upload_concurrent_tasks', 's3_upload_compressed_bytes', 's3_upload_compression_ratio', 'health_check_status', 'health_check_duration_seconds']) {
+    for (const name of ['storage_inserts', 'storage_s3_uploads', 'storage_s3_retries', 'storage_s3_permanent_failures', 'storage_compactions', 'storage_last_snapshot_timestamp', 'storage_cache_hits', 'storage_cache_misses', 'storage_dlq_size', 'storage_s3_upload_queue_size', 'circuit_breaker_state', 'circuit_breaker_error_rate', 'circuit_breaker_transitions', 'dlq_size', 'dlq_evictions', 'dlq_expirations', 'dlq_flushes', 'dlq_flush_errors', 's3_upload_batch_size', 's3_upload_concurrent_tasks', 's3_upload_compressed_bytes', 's3_upload_compression_ratio']) {
       expect(text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
     }
     expect(sample(text, 'storage_s3_uploads{collection_id="c1"}')).toBe(3);

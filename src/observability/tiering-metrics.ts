@@ -5,7 +5,8 @@ import type { UploadObserver, UploadWorker } from '../tiering/upload-worker.js';
 
 /**
  * The object-storage metrics, with exactly the names seed 000's PromQL and seed 004's alert rules
- * and appendix B use (no `_total` suffixes: the rules query the bare names). Gauges read their
+ * and appendix B use (no `_total` suffixes: the rules query the bare names; the health-check pair
+ * lives in ServerMetrics, since the admin health check runs without tiers too). Gauges read their
  * source when scraped; counters are fed by the upload worker's observer.
  */
 export class TieringMetrics {
@@ -24,8 +25,6 @@ export class TieringMetrics {
   readonly uploadBatchSize: Histogram;
   readonly compressedBytes: Histogram;
   readonly compressionRatio: Histogram;
-  readonly healthStatus: Gauge;
-  readonly healthDuration: Histogram;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -135,8 +134,6 @@ export class TieringMetrics {
     });
     this.compressedBytes = new Histogram({ name: 's3_upload_compressed_bytes', help: 'Size of gzip-compressed upload bodies', buckets: [1024, 16_384, 131_072, 1_048_576, 8_388_608, 67_108_864, 536_870_912], registers });
     this.compressionRatio = new Histogram({ name: 's3_upload_compression_ratio', help: 'Compressed size over raw size of gzip uploads', buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1], registers });
-    this.healthStatus = new Gauge({ name: 'health_check_status', help: 'Admin health check: 1 healthy, 0 unhealthy', registers });
-    this.healthDuration = new Histogram({ name: 'health_check_duration_seconds', help: 'Time an admin health check took', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers });
   }
 
   /** Report this breaker's state, error rate and transitions. */

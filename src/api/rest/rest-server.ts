@@ -9,6 +9,7 @@ import type { AkiDB } from '../../engine/database.js';
 import { AkiError, ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { ServerMetrics } from '../../observability/metrics.js';
 import type { ServerState } from '../../server/health.js';
+import { registerAdminRoutes } from './admin-routes.js';
 import { registerCollectionRoutes, registerTenantRoutes } from './collection-routes.js';
 import { restSchemas } from './schemas.js';
 
@@ -153,6 +154,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     { prefix: '/api/v1' },
   );
   await app.register(async (scope) => registerCollectionRoutes(scope, ctx, true), { prefix: '/api/v1/tenants/:tenant/databases/:database' });
+  await app.register(async (scope) => registerAdminRoutes(scope, ctx));
   return app;
 }
 
