@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS databases (
   created_at TEXT NOT NULL,
   PRIMARY KEY (tenant, name)
 );
+CREATE TABLE IF NOT EXISTS runtime_config (
+  section TEXT PRIMARY KEY,
+  value TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS collections (
   collection_id TEXT PRIMARY KEY,
   tenant TEXT NOT NULL,
@@ -186,6 +191,16 @@ export class Catalog {
 
   listCollections(tenant: string, database: string): CollectionRecord[] {
     return (this.#sql('SELECT * FROM collections WHERE tenant = ? AND database = ? ORDER BY name').all(tenant, database) as CollectionRow[]).map(toRecord);
+  }
+
+  /** Settings changed at runtime (admin API), by section; undefined when never changed. */
+  getRuntimeConfig(section: string): unknown {
+    const r = this.#sql('SELECT value FROM runtime_config WHERE section = ?').get(section) as { value: string } | undefined;
+    return r === undefined ? undefined : (JSON.parse(r.value) as unknown);
+  }
+
+  setRuntimeConfig(section: string, value: unknown): void {
+    this.#sql('INSERT INTO runtime_config (section, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(section) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at').run(section, JSON.stringify(value), new Date().toISOString());
   }
 
   allCollections(): CollectionRecord[] {

@@ -101,6 +101,7 @@ export class AkiDB {
       catalog = new Catalog(opts.catalogPath ?? path.join(dataDir, 'metadata.db'), opts.catalogBusyTimeoutMs);
       if (opts.autoInitialize ?? true) catalog.ensureDefaults(DEFAULT_TENANT, DEFAULT_DATABASE);
       await removeOrphanCollectionDirs(path.join(dataDir, 'collections'), new Set(catalog.allCollectionIds()));
+      applyPersistedCompaction(catalog, options);
     } catch (err) {
       await unlink(lockFile).catch(() => undefined);
       throw err;
@@ -127,6 +128,24 @@ export class AkiDB {
 
   dropCollection(name: string): Promise<void> {
     return this._dropCollection(DEFAULT_TENANT, DEFAULT_DATABASE, name);
+  }
+
+  /** The compaction settings in force for every collection. */
+  compactionSettings(): EngineOptions['compaction'] {
+    return { ...this.options.compaction };
+  }
+
+  /**
+   * Change compaction settings for every collection at once, from their next decision on, and
+   * persist them in the catalog: they survive restarts and then take precedence over the options
+   * passed to `open` (the server's config file). Validated whole before anything changes.
+   */
+  updateCompaction(change: Partial<EngineOptions['compaction']>): EngineOptions['compaction'] {
+    this.#checkOpen();
+    const next = checkCompaction({ ...this.options.compaction, ...change });
+    this.#catalog.setRuntimeConfig('compaction', next);
+    Object.assign(this.options.compaction, next);
+    return this.compactionSettings();
   }
 
   /** Every collection in the catalog, across tenants and databases. */
@@ -326,5 +345,38 @@ async function removeOrphanCollectionDirs(dir: string, known: Set<string>): Prom
   for (const name of await readdir(dir)) {
     if (known.has(name)) continue;
     await rm(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
+const COMPACTION_RANGES = {
+  thresholdBytes: [1024, 64 * 1024 ** 3],
+  thresholdOps: [1, 100_000_000],
+  maxSegments: [1, 1024],
+  idleFlushMs: [1, 3_600_000],
+} as const;
+
+/** Check a whole set of compaction settings; INVALID_ARGUMENT naming every bad field. */
+function checkCompaction(c: Record<string, unknown>): EngineOptions['compaction'] {
+  const problems: Record<string, string> = {};
+  for (const [field, [min, max]] of Object.entries(COMPACTION_RANGES)) {
+    const v = c[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems[field] = `an integer in ${min}..${max}`;
+  }
+  if (typeof c.enableBackground !== 'boolean') problems.enableBackground = 'true or false';
+  const unknown = Object.keys(c).filter((k) => !(k in COMPACTION_RANGES) && k !== 'enableBackground');
+  for (const k of unknown) problems[k] = 'not a compaction setting';
+  if (Object.keys(problems).length > 0) throw new AkiError('INVALID_ARGUMENT', { problems }, `Invalid compaction settings: ${Object.entries(problems).map(([k, v]) => `${k} must be ${v}`).join('; ')}`);
+  return c as unknown as EngineOptions['compaction'];
+}
+
+/** Settings changed at runtime earlier win over the ones given to open; a stored set that no longer validates is ignored (and reported). */
+function applyPersistedCompaction(catalog: Catalog, options: EngineOptions): void {
+  const stored = catalog.getRuntimeConfig('compaction');
+  if (stored === undefined) return;
+  try {
+    Object.assign(options.compaction, checkCompaction({ ...options.compaction, ...(stored as Record<string, unknown>) }));
+    options.logger.info({ compaction: options.compaction }, 'Applied compaction settings changed at runtime (stored in the catalog)');
+  } catch (err) {
+    options.logger.warn({ err: String(err) }, 'Ignored stored compaction settings that no longer validate');
   }
 }

@@ -30,6 +30,37 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: RouteContext): vo
     });
   }
 
+  const compactionSchema = {
+    type: 'object',
+    properties: { threshold_bytes: { type: 'integer' }, threshold_ops: { type: 'integer' }, max_segments: { type: 'integer' }, idle_flush_ms: { type: 'integer' }, enable_background_compaction: { type: 'boolean' } },
+  } as const;
+  const toWire = (c: ReturnType<typeof db.compactionSettings>) => ({ threshold_bytes: c.thresholdBytes, threshold_ops: c.thresholdOps, max_segments: c.maxSegments, idle_flush_ms: c.idleFlushMs, enable_background_compaction: c.enableBackground });
+  app.get('/admin/config/compaction', { schema: { summary: 'The compaction settings in force', tags, response: { 200: compactionSchema } } }, async () => toWire(db.compactionSettings()));
+  app.post(
+    '/admin/config/compaction',
+    {
+      schema: {
+        summary: 'Change compaction settings for every collection now; stored in the catalog, they survive restarts and win over the config file',
+        tags,
+        body: { ...compactionSchema, additionalProperties: false, minProperties: 1 },
+        response: { 200: compactionSchema, 400: s.error },
+      },
+    },
+    async (req) => {
+      const b = req.body as Partial<ReturnType<typeof toWire>>;
+      const change: Parameters<typeof db.updateCompaction>[0] = {};
+      if (b.threshold_bytes !== undefined) change.thresholdBytes = b.threshold_bytes;
+      if (b.threshold_ops !== undefined) change.thresholdOps = b.threshold_ops;
+      if (b.max_segments !== undefined) change.maxSegments = b.max_segments;
+      if (b.idle_flush_ms !== undefined) change.idleFlushMs = b.idle_flush_ms;
+      if (b.enable_background_compaction !== undefined) change.enableBackground = b.enable_background_compaction;
+      const before = toWire(db.compactionSettings());
+      const after = toWire(db.updateCompaction(change));
+      req.log.info({ before, after }, 'Compaction settings changed at runtime');
+      return after;
+    },
+  );
+
   app.post(
     '/admin/collections/:id/compact',
     { schema: { summary: 'Flush, then merge every segment of a collection into one (dropping deleted rows), and index it', tags, response: { 200: { type: 'object', properties: { collection_id: { type: 'string' }, segments: { type: 'integer' }, documents: { type: 'integer' }, latency_ms: { type: 'number' } } }, 404: s.error, 503: s.error } } },

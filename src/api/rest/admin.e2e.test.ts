@@ -1,21 +1,24 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { http, startServerProcess, type ServerProcess } from '../../test-support/server-process.js';
-import { useTempDirs } from '../../test-support/temp-dirs.js';
-
-const tempDir = useTempDirs('akidb-admin-e2e-');
 
 describe('admin routes over the real CLI', () => {
   let server: ServerProcess;
+  let dataDir = '';
+  let configFile = '';
+  // One directory for the whole block (the server restarts on it), removed at the end.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-admin-e2e-'));
   beforeAll(async () => {
-    const dir = tempDir();
-    const cfg = path.join(dir, 'config.toml');
-    fs.writeFileSync(cfg, '[storage]\nenable_background_compaction = false\n');
-    server = await startServerProcess({ dataDir: path.join(dir, 'data'), args: ['--config', cfg] });
+    configFile = path.join(dir, 'config.toml');
+    dataDir = path.join(dir, 'data');
+    fs.writeFileSync(configFile, '[storage]\nenable_background_compaction = false\n');
+    server = await startServerProcess({ dataDir, args: ['--config', configFile] });
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('GET /admin/health answers 200 with the database, object store and memory checks, and feeds health_check_* metrics', async () => {
@@ -53,12 +56,37 @@ describe('admin routes over the real CLI', () => {
     expect(desc.body).toMatchObject({ document_count: 148, indexing: { segments: 1, memtable_documents: 0 } });
   });
 
+  it('POST /admin/config/compaction changes the settings for every collection, refuses bad values naming them, and the change survives a restart', async () => {
+    expect((await http(server.restUrl, 'GET', '/admin/config/compaction')).body).toEqual({ threshold_bytes: 104857600, threshold_ops: 10000, max_segments: 8, idle_flush_ms: 1000, enable_background_compaction: false });
+    const bad = await http(server.restUrl, 'POST', '/admin/config/compaction', { threshold_ops: 0, max_segments: 5000 });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ error: { code: 'INVALID_ARGUMENT', details: { problems: { thresholdOps: 'an integer in 1..100000000', maxSegments: 'an integer in 1..1024' } } } });
+    expect((await http(server.restUrl, 'POST', '/admin/config/compaction', {})).status).toBe(400);
+    const ok = await http(server.restUrl, 'POST', '/admin/config/compaction', { threshold_ops: 40, enable_background_compaction: true });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ threshold_ops: 40, enable_background_compaction: true, max_segments: 8 });
+    // In force at once: 50 writes pass the new threshold and are flushed without being asked.
+    await http(server.restUrl, 'POST', '/api/v1/collections', { name: 'rt', dimension: 2 });
+    await http(server.restUrl, 'POST', '/api/v1/collections/rt/upsert', { documents: Array.from({ length: 50 }, (_, i) => ({ doc_id: `d${i}`, vector: [1, i + 1] })) });
+    for (let i = 0; i < 200; i++) {
+      const d = (await http(server.restUrl, 'GET', '/api/v1/collections/rt')).body as { indexing: { segments: number } };
+      if (d.indexing.segments > 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    expect((await http(server.restUrl, 'GET', '/api/v1/collections/rt')).body).toMatchObject({ indexing: { memtable_documents: 0 } });
+    expect(server.logs.some((l) => l.msg === 'Compaction settings changed at runtime')).toBe(true);
+    // Stored in the catalog: a restart (with the same config file saying otherwise) keeps them.
+    expect(await server.stop()).toBe(0);
+    server = await startServerProcess({ dataDir: dataDir, args: ['--config', configFile] });
+    expect((await http(server.restUrl, 'GET', '/admin/config/compaction')).body).toMatchObject({ threshold_ops: 40, enable_background_compaction: true });
+  });
+
   it('answers 404 COLLECTION_NOT_FOUND for an unknown collection, and lists the admin routes in /openapi.json', async () => {
     const res = await http(server.restUrl, 'POST', '/admin/collections/nope/compact');
     expect(res.status).toBe(404);
     expect(res.body).toMatchObject({ error: { code: 'COLLECTION_NOT_FOUND' } });
     const doc = (await http(server.restUrl, 'GET', '/openapi.json')).body as { paths: Record<string, unknown> };
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/admin/health', '/admin/metrics', '/admin/collections/{id}/compact']));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/admin/health', '/admin/metrics', '/admin/collections/{id}/compact', '/admin/config/compaction']));
   });
 });
 

@@ -88,6 +88,7 @@ const BASE_BODIES: Record<string, Record<string, unknown>> = {
   query: { query_vector: VALID_VECTOR, top_k: 3, filter: { i: { $gte: 0 } }, ef_search: 32, include_vector: true, include_metadata: true },
   delete: { doc_ids: ['no-such-doc'], filter: { i: { $lt: -100 } } },
   tier: { tiering_policy: 'Memory' },
+  compaction: { threshold_bytes: 104857600, threshold_ops: 10000, max_segments: 8, idle_flush_ms: 1000, enable_background_compaction: true },
 };
 
 /** Values of every JSON kind, edge numbers and strings; each field gets those its schema rejects. */
