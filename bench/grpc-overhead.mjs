@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { pino } from 'pino';
-import { parseArgs, percentile } from './lib.mjs';
+import { parseArgs, timeQueries } from './lib.mjs';
 
 const args = parseArgs(process.argv.slice(2).filter((a) => a !== '--child'), { n: 20000, d: 768, queries: 2000, rounds: 3, topk: 10, port: 0 });
 const isChild = process.argv.includes('--child');
@@ -28,19 +28,6 @@ function randomUnit(d, rnd) {
 }
 function lcg(seed) {
   return () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
-}
-
-async function time(count, fn) {
-  const lat = [];
-  const t0 = performance.now();
-  for (let i = 0; i < count; i++) {
-    const s = performance.now();
-    await fn(i);
-    lat.push(performance.now() - s);
-  }
-  const total = performance.now() - t0;
-  lat.sort((a, b) => a - b);
-  return { qps: (count / total) * 1000, p50: percentile(lat, 50), p95: percentile(lat, 95), mean: total / count };
 }
 
 function grpcClient(port) {
@@ -68,7 +55,7 @@ if (isChild) {
     }
     const make = variants[msg];
     for (let i = 0; i < 200; i++) await query(make(i));
-    process.send(await time(args.queries, (i) => query(make(i))));
+    process.send(await timeQueries(args.queries, (i) => query(make(i))));
   });
   process.send('ready');
 } else {
@@ -97,8 +84,8 @@ if (isChild) {
   for (let i = 0; i < 200; i++) await inProcess(i);
   for (const make of Object.values(variants)) for (let i = 0; i < 200; i++) await query(make(i));
   for (let r = 0; r < args.rounds; r++) {
-    add('in-process collection.query', await time(args.queries, inProcess));
-    for (const [name, make] of Object.entries(variants)) add(`${name} (client in the same process)`, await time(args.queries, (i) => query(make(i))));
+    add('in-process collection.query', await timeQueries(args.queries, inProcess));
+    for (const [name, make] of Object.entries(variants)) add(`${name} (client in the same process)`, await timeQueries(args.queries, (i) => query(make(i))));
     for (const name of Object.keys(variants)) {
       const cpu0 = process.cpuUsage();
       child.send(name);

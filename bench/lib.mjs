@@ -53,7 +53,8 @@ const sampler = setInterval(() => {
 sampler.unref();
 const rssMb = () => Math.round(process.memoryUsage().rss / 1e6);
 
-async function timeQueries(count, fn) {
+/** Runs `count` calls of `fn` one after another: QPS, p50, p95 and mean latency (ms). */
+export async function timeQueries(count, fn) {
   const lat = [];
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
@@ -63,7 +64,7 @@ async function timeQueries(count, fn) {
   }
   const total = performance.now() - t0;
   lat.sort((a, b) => a - b);
-  return { qps: Math.round((count / total) * 1000), p50: percentile(lat, 50), p95: percentile(lat, 95) };
+  return { qps: Math.round((count / total) * 1000), p50: percentile(lat, 50), p95: percentile(lat, 95), mean: total / count };
 }
 
 /** The raw usearch index, build side: add everything with all cores, save for the serving runs. */

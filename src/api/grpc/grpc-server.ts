@@ -108,19 +108,6 @@ interface CreateCollectionRequest extends Scoped {
   tiering_policy?: string;
 }
 
-interface WireCollectionInfo {
-  collection_id: string;
-  name: string;
-  tenant: string;
-  database: string;
-  dimension: number;
-  metric: string;
-  index: Required<WireIndexParams>;
-  document_count: number;
-  created_at: string;
-  tiering_policy: string;
-}
-
 interface WireDocumentOut {
   doc_id: string;
   external_id: string;
@@ -346,21 +333,6 @@ async function collectionOf(db: AkiDB, req: CollectionScoped): Promise<Collectio
   return resolveCollection(db, tenant, database, idOrName);
 }
 
-function wireInfo(v: CollectionView): WireCollectionInfo {
-  return {
-    collection_id: v.collection_id,
-    name: v.name,
-    tenant: v.tenant,
-    database: v.database,
-    dimension: v.dimension,
-    metric: v.metric,
-    index: { m: v.index.m, ef_construction: v.index.ef_construction, ef_search: v.index.ef_search, quantization: v.index.quantization },
-    document_count: v.document_count,
-    created_at: v.created_at,
-    tiering_policy: v.tiering_policy,
-  };
-}
-
 function sinceMs(startedAt: number): number {
   return performance.now() - startedAt;
 }
@@ -418,7 +390,7 @@ function collectionHandlers(db: AkiDB) {
       const { deleted, lsn } = await c.delete(spec);
       return { deleted, lsn, latency_ms: sinceMs(startedAt) };
     },
-    Describe: async (req: CollectionScoped) => wireInfo(describeCollection(await collectionOf(db, req))),
+    Describe: async (req: CollectionScoped) => describeCollection((await collectionOf(db, req))),
   };
 }
 
@@ -448,15 +420,15 @@ function managementHandlers(db: AkiDB) {
         }
         spec.index = ix;
       }
-      return wireInfo(describeCollection(await db.database(tenant, database).createCollection(spec)));
+      return describeCollection((await db.database(tenant, database).createCollection(spec)));
     },
     ListCollections: async (req: Scoped) => {
       const { tenant, database } = scopeOf(req);
       const records = await db.database(tenant, database).listCollections();
-      const collections: WireCollectionInfo[] = [];
+      const collections: CollectionView[] = [];
       for (const rec of records) {
         try {
-          collections.push(wireInfo(describeCollection(await db.getCollectionById(rec.collectionId))));
+          collections.push(describeCollection((await db.getCollectionById(rec.collectionId))));
         } catch (err) {
           // Dropped between the listing and the open: not part of the answer.
           if (!(err instanceof AkiError && err.code === 'COLLECTION_NOT_FOUND')) throw err;
@@ -464,7 +436,7 @@ function managementHandlers(db: AkiDB) {
       }
       return { collections };
     },
-    GetCollection: async (req: CollectionScoped) => wireInfo(describeCollection(await collectionOf(db, req))),
+    GetCollection: async (req: CollectionScoped) => describeCollection((await collectionOf(db, req))),
     DeleteCollection: async (req: CollectionScoped) => {
       const idOrName = requireCollectionField(req);
       const { tenant, database } = scopeOf(req);
