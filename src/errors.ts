@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   CLOSED: { http: 503, grpc: 'UNAVAILABLE', message: 'The database is closed' },
   SHUTTING_DOWN: { http: 503, grpc: 'UNAVAILABLE', message: 'The server is shutting down' },
   REQUEST_TIMEOUT: { http: 503, grpc: 'DEADLINE_EXCEEDED', message: 'The request did not finish within the server timeout' },
+  STORE_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', message: 'The object store did not store the write in time; it was not applied. Retry later' },
   CIRCUIT_OPEN: { http: 503, grpc: 'UNAVAILABLE', message: 'The object store circuit breaker is open; retry after the cooldown' },
   STORAGE_CORRUPT: { http: 500, grpc: 'DATA_LOSS', message: 'Stored data failed its integrity check' },
   STORAGE_IO: { http: 500, grpc: 'INTERNAL', message: 'Storage I/O failed' },

@@ -15,7 +15,7 @@ export interface CollectionView {
   index: { m: number; ef_construction: number; ef_search: number; quantization: string };
   document_count: number;
   created_at: string;
-  tiering_policy: 'Memory';
+  tiering_policy: 'Memory' | 'MemoryS3' | 'S3Only';
 }
 
 /** A document as it arrives over the wire (REST JSON or decoded gRPC). */
@@ -57,7 +57,7 @@ export function describeCollection(c: Collection): CollectionView {
     index: { m: i.index.m, ef_construction: i.index.efConstruction, ef_search: i.index.efSearch, quantization: i.index.quantization },
     document_count: c.stats().documents,
     created_at: i.createdAt,
-    tiering_policy: 'Memory',
+    tiering_policy: i.tieringPolicy,
   };
 }
 

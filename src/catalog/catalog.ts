@@ -4,6 +4,11 @@ import type { HnswParams } from '../index/hnsw-index.js';
 import type { Metric } from '../index/metric.js';
 
 /** A collection's row in the catalog. */
+/** Where a collection's data lives and what an acknowledged write means (BRIEF.md's durability table). */
+export type TieringPolicy = 'Memory' | 'MemoryS3' | 'S3Only';
+
+export const TIERING_POLICIES: readonly TieringPolicy[] = ['Memory', 'MemoryS3', 'S3Only'];
+
 export interface CollectionRecord {
   collectionId: string;
   tenant: string;
@@ -13,6 +18,7 @@ export interface CollectionRecord {
   metric: Metric;
   index: HnswParams;
   createdAt: string;
+  tieringPolicy: TieringPolicy;
 }
 
 interface CollectionRow {
@@ -24,6 +30,7 @@ interface CollectionRow {
   metric: string;
   index_params: string;
   created_at: string;
+  tiering_policy: string;
 }
 
 const SCHEMA = `
@@ -51,6 +58,7 @@ CREATE TABLE IF NOT EXISTS collections (
   metric TEXT NOT NULL,
   index_params TEXT NOT NULL,
   created_at TEXT NOT NULL,
+  tiering_policy TEXT NOT NULL DEFAULT 'Memory',
   UNIQUE (tenant, database, name),
   FOREIGN KEY (tenant, database) REFERENCES databases(tenant, name)
 );
@@ -66,6 +74,7 @@ function toRecord(r: CollectionRow): CollectionRecord {
     metric: r.metric as Metric,
     index: JSON.parse(r.index_params) as HnswParams,
     createdAt: r.created_at,
+    tieringPolicy: r.tiering_policy as TieringPolicy,
   };
 }
 
@@ -99,6 +108,9 @@ export class Catalog {
     this.#db.pragma('foreign_keys = ON');
     this.#db.pragma(`busy_timeout = ${Math.round(busyTimeoutMs)}`);
     this.#db.exec(SCHEMA);
+    // Catalogs created before tiering policies existed: every collection then was Memory.
+    const columns = this.#db.pragma('table_info(collections)') as { name: string }[];
+    if (!columns.some((c) => c.name === 'tiering_policy')) this.#db.exec("ALTER TABLE collections ADD COLUMN tiering_policy TEXT NOT NULL DEFAULT 'Memory'");
   }
 
   /** Create the default tenant and database if absent (seed 000's auto-initialization). */
@@ -171,8 +183,8 @@ export class Catalog {
     this.requireDatabase(rec.tenant, rec.database);
     try {
       this.#db
-        .prepare('INSERT INTO collections (collection_id, tenant, database, name, dimension, metric, index_params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(rec.collectionId, rec.tenant, rec.database, rec.name, rec.dimension, rec.metric, JSON.stringify(rec.index), rec.createdAt);
+        .prepare('INSERT INTO collections (collection_id, tenant, database, name, dimension, metric, index_params, created_at, tiering_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(rec.collectionId, rec.tenant, rec.database, rec.name, rec.dimension, rec.metric, JSON.stringify(rec.index), rec.createdAt, rec.tieringPolicy);
     } catch (err) {
       if (isUniqueViolation(err)) throw new AkiError('COLLECTION_ALREADY_EXISTS', { tenant: rec.tenant, database: rec.database, collection: rec.name }, `Collection ${rec.name} already exists`);
       throw err;
@@ -213,6 +225,20 @@ export class Catalog {
 
   allCollectionIds(): string[] {
     return (this.#sql('SELECT collection_id FROM collections').all() as { collection_id: string }[]).map((r) => r.collection_id);
+  }
+
+  setTieringPolicy(collectionId: string, policy: TieringPolicy): void {
+    this.#sql('UPDATE collections SET tiering_policy = ? WHERE collection_id = ?').run(policy, collectionId);
+  }
+
+  /** Insert `rec` as it is (a collection restored from the object store), creating its tenant and database when absent. */
+  adoptCollection(rec: CollectionRecord): void {
+    this.#db.transaction(() => {
+      const now = new Date().toISOString();
+      this.#sql('INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)').run(rec.tenant, now);
+      this.#sql('INSERT OR IGNORE INTO databases (tenant, name, created_at) VALUES (?, ?, ?)').run(rec.tenant, rec.database, now);
+      this.createCollection(rec);
+    })();
   }
 
   deleteCollection(collectionId: string): void {

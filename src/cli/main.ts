@@ -78,10 +78,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (sub === 'check') {
-      const { ConfigError, loadConfig } = await import('../config/load-config.js');
+      const { ConfigError, loadConfig, redactConfig } = await import('../config/load-config.js');
       try {
         const loaded = loadConfig({ flags: parseFlags(argv.slice(2)) });
-        process.stdout.write(`${JSON.stringify({ file: loaded.file, config: loaded.config, sources: loaded.sources }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ file: loaded.file, config: redactConfig(loaded.config), sources: loaded.sources }, null, 2)}\n`);
         return 0;
       } catch (err) {
         if (err instanceof ConfigError || err instanceof UsageError) {

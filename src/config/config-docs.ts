@@ -32,9 +32,10 @@ export function renderExampleToml(): string {
       section = sec;
     }
     out.push(`# ${o.help}${o.env ? ` Env: ${o.env}.` : ''}${o.type === 'enum' ? ` One of: ${o.values!.join(', ')}.` : ''}`);
-    const value = o.default ?? o.example ?? '';
+    const value = o.default === '' ? (o.example ?? '') : (o.default ?? o.example ?? '');
     const line = `${parts.at(-1)} = ${typeof value === 'string' ? `"${value}"` : String(value)}`;
-    out.push(o.default === null ? `# ${line}` : line);
+    // Derived defaults and empty ("not set") ones are shown commented, with an example value.
+    out.push(o.default === null || (o.default === '' && o.example !== undefined) ? `# ${line}` : line);
   }
   return `${out.join('\n')}\n`;
 }

@@ -23,6 +23,8 @@ export interface OptionSpec {
   readonly example?: string | number;
   /** Changes take effect on SIGHUP without a restart. */
   readonly reloadable?: boolean;
+  /** A credential: never logged, and shown as `***` by `config check` and in error messages. */
+  readonly secret?: boolean;
 }
 
 /** Every option the server reads. Defaults, env names, flags and docs all come from this table. */
@@ -48,17 +50,50 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'logging.level', type: 'enum', default: 'info', env: 'AKIDB_LOG_LEVEL', flag: 'log-level', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], reloadable: true, help: 'Least severe level logged. SIGHUP re-reads it from the config file.' },
   { key: 'logging.format', type: 'enum', default: 'pretty', env: 'AKIDB_LOG_FORMAT', values: ['json', 'pretty'], help: '`json` (one object a line, for production) or `pretty` (for a terminal).' },
   { key: 'storage.data_dir', type: 'string', default: './data', env: 'AKIDB_DATA_DIR', flag: 'data-dir', help: 'Where the catalog, WALs, segments and manifests live. One server process at a time may use it.' },
-  { key: 'storage.tiering_policy', type: 'enum', default: 'Memory', values: ['Memory'], env: 'AKIDB_TIERING_POLICY', help: 'Default tier of new collections. `Memory`: local WAL and segments; an acknowledged write is fsynced to the local WAL.' },
+  { key: 'storage.tiering_policy', type: 'enum', default: 'Memory', values: ['Memory', 'MemoryS3', 'S3Only'], env: 'AKIDB_TIERING_POLICY', help: 'Default tier of new collections (a create request may name its own). `Memory`: an acknowledged write is fsynced to the local WAL. `MemoryS3`: the same, and every write is shipped to the object store within the upload lag. `S3Only`: a write is acknowledged only once its WAL batch is stored in the object store. The last two need `s3_bucket`.' },
+  { key: 'storage.s3_bucket', type: 'string', default: '', example: 's3://my-bucket/akidb', env: 'AKIDB_S3_BUCKET', help: 'Object store for MemoryS3 and S3Only collections: `name`, `s3://name/prefix`, or `http://host:port/name/prefix` (the endpoint form, for MinIO). Empty: no object store, only `Memory` collections.' },
+  { key: 'storage.s3_region', type: 'string', default: 'us-east-1', env: 'AKIDB_S3_REGION', help: 'Region of the bucket (MinIO and other S3-compatible stores ignore it, but requests are signed with it).' },
+  { key: 'storage.s3_endpoint', type: 'string', default: '', example: 'http://localhost:9000', env: 'AKIDB_S3_ENDPOINT', help: 'An S3-compatible endpoint (MinIO, R2, Ceph); path-style addressing is used with one. Empty: AWS S3, or the endpoint given in `s3_bucket`.' },
+  { key: 'storage.s3_access_key', type: 'string', default: '', env: 'AKIDB_S3_ACCESS_KEY', secret: true, help: 'Access key id. Empty: the AWS SDK default chain (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, profiles, instance roles). Set it through the environment, not in a file.' },
+  { key: 'storage.s3_secret_key', type: 'string', default: '', env: 'AKIDB_S3_SECRET_KEY', secret: true, help: 'Secret access key, with `s3_access_key`. Never logged or printed.' },
+  { key: 'storage.s3_request_timeout_seconds', type: 'number', default: 10, min: 0.1, max: 600, help: 'Longest wait for one object-store request (to the response headers, or between body bytes); past it the call fails as transient.' },
+  { key: 'storage.s3_sync_interval_ms', type: 'integer', default: 1000, min: 10, max: 60_000, help: 'MemoryS3: how often each collection ships what changed (WAL bytes, new segments and manifests). The upload lag is this plus the upload time while the store is healthy.' },
+  { key: 'storage.s3only_group_commit_ms', type: 'integer', default: 5, min: 0, max: 1000, help: 'S3Only: how long the WAL waits to gather concurrent writes into one stored object. Writes arriving while an upload is in flight always join the next one.' },
+  { key: 'storage.s3only_ack_timeout_seconds', type: 'number', default: 10, min: 0.1, max: 600, help: 'S3Only: longest a write waits for its WAL batch to be stored, retries included, before it is refused with 503 STORE_UNAVAILABLE (and rolled back).' },
+  { key: 'storage.cache_size', type: 'integer', default: 10000, min: 0, max: 1_000_000_000, help: 'S3Only RAM cache size in vectors (seed 000). Accepted for compatibility: in this release an S3Only collection keeps a full local copy of its segments, so reads never wait for the object store and this has no effect.' },
   { key: 'storage.enable_background_compaction', type: 'boolean', default: true, help: 'Flush, merge and index in the background.' },
   { key: 'storage.compaction.threshold_bytes', type: 'integer', default: 100 * 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 * 1024, help: 'Flush the memtable to a segment once the WAL holds this many bytes.' },
   { key: 'storage.compaction.threshold_ops', type: 'integer', default: 10000, min: 1, max: 100_000_000, help: '... or this many operations.' },
   { key: 'storage.compaction.max_segments', type: 'integer', default: 8, min: 1, max: 1024, help: 'Merge when a collection has more segments than this.' },
   { key: 'storage.compaction.idle_flush_ms', type: 'integer', default: 1000, min: 1, max: 3_600_000, help: 'Flush and index what is pending once writes pause this long.' },
+  { key: 'storage.s3_upload.batch_size', type: 'integer', default: 10, min: 1, max: 1000, help: 'Uploads the upload worker takes from its queue per round.' },
+  { key: 'storage.s3_upload.max_concurrency', type: 'integer', default: 5, min: 1, max: 256, help: 'Uploads in flight at once.' },
+  { key: 'storage.s3_upload.compression', type: 'enum', default: 'none', values: ['none', 'gzip'], help: '`gzip` stores objects compressed, with `Content-Encoding: gzip`; restores read either.' },
+  { key: 'storage.retry.max_retries', type: 'integer', default: 5, min: 0, max: 100, help: 'Retries of an upload after a transient failure (5xx, timeout, reset) before it goes to the dead-letter queue.' },
+  { key: 'storage.retry.base_backoff_secs', type: 'number', default: 1, min: 0.001, max: 3600, help: 'First retry delay; it doubles each retry (with jitter) up to `max_backoff_secs`.' },
+  { key: 'storage.retry.max_backoff_secs', type: 'number', default: 64, min: 0.001, max: 86_400, help: 'Longest retry delay.' },
+  { key: 'storage.circuit_breaker.enabled', type: 'boolean', default: true, help: 'Stop calling the object store while it fails (no retry storms); false keeps calling.' },
+  { key: 'storage.circuit_breaker.failure_threshold', type: 'number', default: 0.5, min: 0.01, max: 1, help: 'Open the circuit when the share of failed calls in the window is above this.' },
+  { key: 'storage.circuit_breaker.window_seconds', type: 'number', default: 60, min: 1, max: 86_400, help: 'Length of the sliding window the error rate is measured over.' },
+  { key: 'storage.circuit_breaker.cooldown_seconds', type: 'number', default: 300, min: 0.1, max: 86_400, help: 'Time the circuit stays open before probing the store again (half-open).' },
+  { key: 'storage.circuit_breaker.half_open_successes', type: 'integer', default: 10, min: 1, max: 10_000, help: 'Consecutive successful probes that close the circuit; one failed probe opens it again.' },
+  { key: 'storage.circuit_breaker.minimum_requests', type: 'integer', default: 10, min: 1, max: 100_000, help: 'Calls the window must hold before its error rate can open the circuit (one failure in a quiet minute is not an outage).' },
+  { key: 'storage.dlq.max_size', type: 'integer', default: 1000, min: 1, max: 10_000_000, help: 'Dead-letter entries kept; adding to a full queue evicts the oldest (counted in `dlq_evictions`).' },
+  { key: 'storage.dlq.ttl_days', type: 'number', default: 7, min: 0.0001, max: 3650, help: 'Entries whose last failure is older than this are dropped (counted in `dlq_expirations`).' },
+  { key: 'storage.dlq.persistence_enabled', type: 'boolean', default: true, help: 'Keep the dead-letter queue in `persistence_path` (written atomically), so it survives restarts and crashes.' },
+  { key: 'storage.dlq.persistence_path', type: 'string', default: null, example: '/var/lib/akidb/dlq.json', help: 'Dead-letter queue file. Default: `dlq.json` in the data directory.' },
+  { key: 'storage.dlq.flush_interval_seconds', type: 'number', default: 60, min: 0.01, max: 86_400, help: 'How often a changed dead-letter queue is written to its file (and always at shutdown).' },
   { key: 'api.validation.collection_name_max_length', type: 'integer', default: 255, min: 1, max: 255, help: 'Longest tenant, database or collection name.' },
   { key: 'api.validation.vector_dimension_max', type: 'integer', default: 4096, min: 1, max: 4096, help: 'Largest collection dimension.' },
   { key: 'api.validation.top_k_max', type: 'integer', default: 1000, min: 1, max: 10000, help: 'Largest top_k a query may ask for.' },
   { key: 'api.validation.max_batch_size', type: 'integer', default: 10000, min: 1, max: 100000, help: 'Documents (or ids) one request may carry.' },
   { key: 'api.validation.max_metadata_bytes', type: 'integer', default: 65536, min: 2, max: 16 * 1024 * 1024, help: "JSON size of one document's metadata." },
+  { key: 'admin.enabled', type: 'boolean', default: true, help: 'Serve the /admin routes (health, metrics, compaction, dead-letter queue, circuit breaker, runtime config).' },
+  { key: 'admin.bind_address', type: 'string', default: '', example: '127.0.0.1:8081', env: 'AKIDB_ADMIN_BIND_ADDRESS', help: 'HOST:PORT of a separate admin listener (port 0 picks a free one). Empty: the admin routes are served on the REST port.' },
+  { key: 'admin.health_check.check_database', type: 'boolean', default: true, help: 'GET /admin/health checks the catalog.' },
+  { key: 'admin.health_check.check_s3', type: 'boolean', default: true, help: 'GET /admin/health checks the object store (when one is configured) with a listing.' },
+  { key: 'admin.health_check.check_memory', type: 'boolean', default: true, help: 'GET /admin/health checks resident memory against `memory_threshold`.' },
+  { key: 'admin.health_check.memory_threshold', type: 'number', default: 0.9, min: 0.01, max: 1, help: 'Share of the memory limit (cgroup limit, else RAM) at or above which the memory check fails.' },
   { key: 'admin.health_check.timeout_seconds', type: 'number', default: 5, min: 0.01, max: 300, aliases: ['admin.health_check.timeout'], help: 'How long each check of GET /admin/health may take before it counts as unhealthy.' },
   { key: 'query.max_filter_depth', type: 'integer', default: 32, min: 1, max: 256, help: 'Deepest filter nesting.' },
   { key: 'query.max_filter_clauses', type: 'integer', default: 100, min: 1, max: 10000, help: 'Most clauses one filter may hold.' },
@@ -73,18 +108,33 @@ export interface AkiConfig {
   logging: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'json' | 'pretty' };
   storage: {
     data_dir: string;
-    tiering_policy: 'Memory';
+    tiering_policy: 'Memory' | 'MemoryS3' | 'S3Only';
+    s3_bucket: string;
+    s3_region: string;
+    s3_endpoint: string;
+    s3_access_key: string;
+    s3_secret_key: string;
+    s3_request_timeout_seconds: number;
+    s3_sync_interval_ms: number;
+    s3only_group_commit_ms: number;
+    s3only_ack_timeout_seconds: number;
+    cache_size: number;
     enable_background_compaction: boolean;
     compaction: { threshold_bytes: number; threshold_ops: number; max_segments: number; idle_flush_ms: number };
+    s3_upload: { batch_size: number; max_concurrency: number; compression: 'none' | 'gzip' };
+    retry: { max_retries: number; base_backoff_secs: number; max_backoff_secs: number };
+    circuit_breaker: { enabled: boolean; failure_threshold: number; window_seconds: number; cooldown_seconds: number; half_open_successes: number; minimum_requests: number };
+    dlq: { max_size: number; ttl_days: number; persistence_enabled: boolean; persistence_path: string; flush_interval_seconds: number };
   };
   api: { validation: { collection_name_max_length: number; vector_dimension_max: number; top_k_max: number; max_batch_size: number; max_metadata_bytes: number } };
   query: { max_filter_depth: number; max_filter_clauses: number };
-  admin: { health_check: { timeout_seconds: number } };
+  admin: { enabled: boolean; bind_address: string; health_check: { check_database: boolean; check_s3: boolean; check_memory: boolean; memory_threshold: number; timeout_seconds: number } };
 }
 
 /** Defaults that depend on the machine or on other options, filled in after parsing. */
 export function derivedDefault(key: string, partial: { storage: { data_dir: string } }): string | number | null {
   if (key === 'hnsw.build_threads') return availableParallelism();
   if (key === 'database.path') return `${partial.storage.data_dir.replace(/\/+$/, '')}/metadata.db`;
+  if (key === 'storage.dlq.persistence_path') return `${partial.storage.data_dir.replace(/\/+$/, '')}/dlq.json`;
   return null;
 }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
+import { parseBucket } from '../objectstore/bucket-ref.js';
 import { CONFIG_SCHEMA, derivedDefault, type AkiConfig, type OptionSpec } from './config-schema.js';
 
 /** Where configuration comes from; each defaults to the process's own. */
@@ -98,7 +99,7 @@ export function loadConfig(input: ConfigInput = {}): LoadedConfig {
   }
   for (const spec of CONFIG_SCHEMA) {
     const raw = spec.env !== undefined ? env[spec.env] : undefined;
-    if (raw !== undefined && raw !== '') fromText(spec, raw, `${spec.env}=${raw}`);
+    if (raw !== undefined && raw !== '') fromText(spec, raw, spec.secret ? `${spec.env}` : `${spec.env}=${raw}`);
   }
   const knownFlags = new Set(['config']);
   for (const spec of CONFIG_SCHEMA) {
@@ -123,7 +124,50 @@ export function loadConfig(input: ConfigInput = {}): LoadedConfig {
     if (spec.key === 'database.path') v = path.resolve(cwd, sqlitePath(v as string));
     setPath(out, spec.key, v);
   }
-  return { config: deepFreeze(out) as unknown as AkiConfig, sources: Object.freeze(sources), file };
+  const config = out as unknown as AkiConfig;
+  problems.push(...crossCheck(config, sources));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { config: deepFreeze(config), sources: Object.freeze(sources), file };
+}
+
+/** Rules that span options: an object-store policy needs a bucket, credentials come in pairs, addresses parse. */
+function crossCheck(c: AkiConfig, sources: Record<string, string>): string[] {
+  const problems: string[] = [];
+  const from = (key: string): string => sources[key] ?? 'default';
+  const st = c.storage;
+  if (st.tiering_policy !== 'Memory' && st.s3_bucket === '') problems.push(`storage.tiering_policy (from ${from('storage.tiering_policy')}): ${st.tiering_policy} needs an object store; set storage.s3_bucket (AKIDB_S3_BUCKET)`);
+  if (st.s3_bucket !== '') {
+    try {
+      parseBucket(st.s3_bucket);
+    } catch (err) {
+      problems.push(`storage.s3_bucket (from ${from('storage.s3_bucket')}): ${(err as Error).message}`);
+    }
+  }
+  if (st.s3_endpoint !== '' && !/^https?:\/\/[^/\s]+\/?$/.test(st.s3_endpoint)) problems.push(`storage.s3_endpoint (from ${from('storage.s3_endpoint')}): must be http(s)://host[:port]`);
+  if ((st.s3_access_key === '') !== (st.s3_secret_key === '')) problems.push('storage.s3_access_key / storage.s3_secret_key: set both (AKIDB_S3_ACCESS_KEY and AKIDB_S3_SECRET_KEY) or neither');
+  if (st.retry.base_backoff_secs > st.retry.max_backoff_secs) problems.push(`storage.retry.base_backoff_secs (${st.retry.base_backoff_secs}) must not exceed storage.retry.max_backoff_secs (${st.retry.max_backoff_secs})`);
+  if (c.admin.bind_address !== '' && parseHostPort(c.admin.bind_address) === null) problems.push(`admin.bind_address (from ${from('admin.bind_address')}): must be HOST:PORT, got ${JSON.stringify(c.admin.bind_address)}`);
+  return problems;
+}
+
+/** `host:port` (IPv6 in brackets) taken apart; null when it is not one. */
+export function parseHostPort(value: string): { host: string; port: number } | null {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value);
+  if (!m || m[1] === '' || Number(m[2]) > 65535) return null;
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** A copy of `config` fit to print: credentials replaced by `***` (empty ones stay empty). */
+export function redactConfig(config: AkiConfig): unknown {
+  const copy = JSON.parse(JSON.stringify(config)) as Record<string, Record<string, unknown>>;
+  for (const spec of CONFIG_SCHEMA) {
+    if (!spec.secret) continue;
+    const [section, name] = [spec.key.slice(0, spec.key.lastIndexOf('.')), spec.key.slice(spec.key.lastIndexOf('.') + 1)];
+    let cur: Record<string, unknown> | undefined = copy;
+    for (const p of section.split('.')) cur = cur?.[p] as Record<string, unknown> | undefined;
+    if (cur && cur[name] !== '') cur[name] = '***';
+  }
+  return copy;
 }
 
 /** `sqlite:///abs/file.db` → `/abs/file.db`, `sqlite://rel.db` → `rel.db`, a plain path unchanged. */
@@ -166,7 +210,8 @@ function* flatten(obj: Record<string, unknown>, prefix = ''): Generator<[string,
 function checkValue(spec: OptionSpec, raw: unknown, fromText: boolean): unknown {
   switch (spec.type) {
     case 'string':
-      return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
+      // An option whose default is "" (not set) may be set to "" again.
+      return typeof raw === 'string' && (raw.length > 0 || spec.default === '') ? raw : '!must be a non-empty string';
     case 'boolean': {
       if (typeof raw === 'boolean') return raw;
       if (fromText && typeof raw === 'string') {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AkiError } from '../errors.js';
 import { compileFilter, parseFilter, predicateOf, type Filter, type FilterNode, type Metadata, type Predicate } from '../index/filter.js';
@@ -8,7 +8,8 @@ import { exactTopK, HnswIndex, type HnswParams } from '../index/hnsw-index.js';
 import { buildIndexInWorker } from '../index/index-builder.js';
 import { ManifestStore, type Manifest, type SegmentEntry } from '../storage/manifest.js';
 import { SegmentFile, writeSegmentFile, type SegmentRowInput } from '../storage/segment-file.js';
-import { Wal } from '../storage/wal.js';
+import { Wal, type WalOptions } from '../storage/wal.js';
+import type { TieringPolicy } from '../catalog/catalog.js';
 import { decodeWalOp, encodeWalOp, type StoredDoc, type WalOp } from '../storage/wal-record.js';
 import { Memtable, type MemEntry } from './memtable.js';
 import type { EngineOptions } from './options.js';
@@ -59,6 +60,7 @@ export interface CollectionInfo {
   metric: Metric;
   index: HnswParams;
   createdAt: string;
+  tieringPolicy: TieringPolicy;
 }
 
 /** Counters and state a collection reports about itself. */
@@ -139,7 +141,7 @@ export class Collection {
   }
 
   /** Open (or create) the collection stored in `dir`, replaying its WAL past the checkpoint. */
-  static async open(info: CollectionInfo, dir: string, opts: EngineOptions): Promise<Collection> {
+  static async open(info: CollectionInfo, dir: string, opts: EngineOptions, walHooks: Pick<WalOptions, 'commitHook' | 'groupCommitMs'> = {}): Promise<Collection> {
     const segDir = path.join(dir, 'segments');
     await mkdir(segDir, { recursive: true });
     const manifests = new ManifestStore(path.join(dir, 'manifests'));
@@ -153,6 +155,7 @@ export class Collection {
       throw err;
     }
     const { wal, replay } = await Wal.open(path.join(dir, 'wal'), manifest.checkpointLsn, {
+      ...walHooks,
       sync: opts.walSync,
       onCorruptTail: (t) => opts.logger.warn({ collection: info.name, ...t }, 'WAL tail is torn or corrupt; skipped it and kept the clean prefix'),
     });
@@ -202,6 +205,7 @@ export class Collection {
     const op: WalOp = { type: 'upsert', docs: stored };
     const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => this.#apply(op, l));
     this.#afterWrite();
+    this.#opts.events.upserted?.({ collectionId: this.info.collectionId, tieringPolicy: this.info.tieringPolicy, documents: stored.length });
     return { upserted: stored.length, lsn };
   }
 
@@ -788,6 +792,7 @@ export class Collection {
           }
           this.#segments = [seg, ...this.#segments.filter((s) => !inputs.includes(s))];
           this.#stats.merges += 1;
+          this.#opts.events.merged?.({ collectionId: this.info.collectionId, tieringPolicy: this.info.tieringPolicy, inputs: inputs.length, rows: rows.length });
           this.#opts.logger.info({ collection: this.name, segment: file, inputs: inputs.length, rows: rows.length, indexed: entry.index !== undefined, incremental, indexMs, ms: Math.round(performance.now() - started) }, 'Merged segments');
         },
       );
@@ -837,6 +842,21 @@ export class Collection {
     await this.#manifestLane;
     await this.#wal.close();
     for (const s of this.#segments) s.close();
+  }
+
+  /** Bytes of the collection's files on local disk (segments, indexes, WAL, manifests). */
+  async diskBytes(): Promise<number> {
+    let total = 0;
+    for (const sub of ['segments', 'wal', 'manifests']) {
+      const dir = path.join(this.#dir, sub);
+      for (const name of await readdir(dir).catch(() => [] as string[])) total += (await stat(path.join(dir, name)).catch(() => null))?.size ?? 0;
+    }
+    return total;
+  }
+
+  /** The WAL file appends go to now (a new one at every open and after every flush). */
+  get activeWalFile(): string {
+    return this.#wal.activeFile;
   }
 
   /** Close and mark dropped: every later call answers COLLECTION_NOT_FOUND. */

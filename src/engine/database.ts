@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Catalog, type CollectionRecord } from '../catalog/catalog.js';
+import { Catalog, TIERING_POLICIES, type CollectionRecord, type TieringPolicy } from '../catalog/catalog.js';
+import type { WalOptions } from '../storage/wal.js';
 import { AkiError } from '../errors.js';
 import { QUANTIZATIONS, type HnswParams, type Quantization } from '../index/hnsw-index.js';
 import { isMetric, type Metric } from '../index/metric.js';
@@ -21,6 +22,26 @@ export interface OpenOptions extends EngineOptionsInput {
   autoInitialize?: boolean;
   /** How long a catalog statement waits for a lock held by another connection (default 5000). */
   catalogBusyTimeoutMs?: number;
+  /** Policy of collections created without one (default Memory; others need `tiering`). */
+  defaultTieringPolicy?: TieringPolicy;
+  /** The object-storage tier; without it only Memory collections exist. */
+  tiering?: TieringHooks;
+}
+
+/**
+ * What an object-storage tier plugs into the engine (the server's TieringRuntime). The engine
+ * calls these around each collection's life; the tier ships files and, for S3Only, stores every
+ * WAL group before the write is acknowledged.
+ */
+export interface TieringHooks {
+  /** Policies besides Memory this database serves. */
+  readonly policies: readonly TieringPolicy[];
+  /** WAL hooks for a collection about to open (S3Only: the commit hook). */
+  walHooks(rec: CollectionRecord, dir: string): Pick<WalOptions, 'commitHook' | 'groupCommitMs'>;
+  /** The collection opened (or its policy changed): start or stop shipping it. */
+  attach(col: Collection, rec: CollectionRecord, dir: string): void;
+  /** The collection was dropped: stop shipping it and delete its remote copy. */
+  dropped(rec: CollectionRecord): Promise<void>;
 }
 
 /** What `createCollection` takes. */
@@ -29,6 +50,8 @@ export interface CreateCollectionSpec {
   dimension: number;
   metric?: Metric;
   index?: { m?: number; efConstruction?: number; efSearch?: number; quantization?: Quantization };
+  /** Where the data lives (default: the database's default policy). */
+  tieringPolicy?: TieringPolicy;
 }
 
 /** Validate a tenant, database or collection name before it reaches SQL or a path. */
@@ -79,13 +102,17 @@ export class AkiDB {
   /** collection_id by tenant / database / name, for collections opened by name: saves two catalog queries a request. Only this process changes the catalog (LOCK), so entries go stale only through `_dropCollection`, which removes them. */
   readonly #idByName = new Map<string, string>();
   readonly #lockFile: string;
+  readonly #tiering: TieringHooks | undefined;
+  readonly defaultTieringPolicy: TieringPolicy;
   #closed = false;
 
-  private constructor(dataDir: string, options: EngineOptions, catalog: Catalog, lockFile: string) {
+  private constructor(dataDir: string, options: EngineOptions, catalog: Catalog, lockFile: string, tiering: TieringHooks | undefined, defaultPolicy: TieringPolicy) {
     this.dataDir = dataDir;
     this.options = options;
     this.#catalog = catalog;
     this.#lockFile = lockFile;
+    this.#tiering = tiering;
+    this.defaultTieringPolicy = defaultPolicy;
   }
 
   /** Open (creating on first use) the data directory. Throws DATA_DIR_LOCKED if another live process holds it. */
@@ -106,7 +133,55 @@ export class AkiDB {
       await unlink(lockFile).catch(() => undefined);
       throw err;
     }
-    return new AkiDB(dataDir, options, catalog, lockFile);
+    const defaultPolicy = opts.defaultTieringPolicy ?? 'Memory';
+    const db = new AkiDB(dataDir, options, catalog, lockFile, opts.tiering, defaultPolicy);
+    try {
+      db.#checkPolicy(defaultPolicy);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return db;
+  }
+
+  /** Policies this database can give a collection. */
+  tieringPolicies(): TieringPolicy[] {
+    return ['Memory', ...(this.#tiering?.policies ?? []).filter((p) => p !== 'Memory')];
+  }
+
+  #checkPolicy(policy: unknown): TieringPolicy {
+    if (typeof policy !== 'string' || !TIERING_POLICIES.includes(policy as TieringPolicy)) throw new AkiError('INVALID_ARGUMENT', { tieringPolicy: policy }, 'tiering_policy must be Memory, MemoryS3 or S3Only');
+    if (!this.tieringPolicies().includes(policy as TieringPolicy)) throw new AkiError('TIER_UNAVAILABLE', { tieringPolicy: policy }, `Tiering policy ${policy} needs an object store, which this server does not have configured (storage.s3_bucket)`);
+    return policy as TieringPolicy;
+  }
+
+  /** Where a collection restored from the object store must be put before `adoptCollection`. */
+  collectionDir(collectionId: string): string {
+    return this.#collectionDir(collectionId);
+  }
+
+  /** Add a collection restored into `collectionDir(rec.collectionId)` to the catalog (creating its tenant and database when absent). */
+  adoptCollection(rec: CollectionRecord): void {
+    this.#checkOpen();
+    this.#catalog.adoptCollection(rec);
+  }
+
+  /**
+   * Move a collection between Memory and MemoryS3 (shipping starts or stops at once; a remote
+   * copy left by MemoryS3 stays until the collection is dropped). S3Only is chosen at creation.
+   */
+  async setTieringPolicy(collectionId: string, policy: TieringPolicy): Promise<Collection> {
+    this.#checkOpen();
+    const next = this.#checkPolicy(policy);
+    const col = await this.getCollectionById(collectionId);
+    const current = col.info.tieringPolicy;
+    if (current === next) return col;
+    if (current === 'S3Only' || next === 'S3Only') throw new AkiError('TIER_UNAVAILABLE', { from: current, to: next }, `A collection cannot move ${next === 'S3Only' ? 'to' : 'from'} S3Only: that policy is chosen when the collection is created`);
+    this.#catalog.setTieringPolicy(collectionId, next);
+    col.info.tieringPolicy = next;
+    const rec = this.#catalog.getCollectionById(collectionId)!;
+    this.#tiering?.attach(col, rec, this.#collectionDir(collectionId));
+    return col;
   }
 
   /** The collections of a tenant and database (validated lazily, at each call). */
@@ -146,6 +221,18 @@ export class AkiDB {
     this.#catalog.setRuntimeConfig('compaction', next);
     Object.assign(this.options.compaction, next);
     return this.compactionSettings();
+  }
+
+  /** Settings an operator changed at runtime, stored in the catalog by section (undefined when never changed). */
+  runtimeConfig(section: string): unknown {
+    this.#checkOpen();
+    return this.#catalog.getRuntimeConfig(section);
+  }
+
+  /** Store runtime-changed settings of `section` in the catalog (they survive restarts). */
+  setRuntimeConfig(section: string, value: unknown): void {
+    this.#checkOpen();
+    this.#catalog.setRuntimeConfig(section, value);
   }
 
   /** Every collection in the catalog, across tenants and databases. */
@@ -233,7 +320,8 @@ export class AkiDB {
       efSearch: intIn(ix.efSearch ?? h.efSearch, 1, 10_000, 'efSearch'),
       quantization,
     };
-    const rec: CollectionRecord = { collectionId: randomUUID(), tenant, database, name, dimension, metric, index, createdAt: new Date().toISOString() };
+    const tieringPolicy = this.#checkPolicy(spec.tieringPolicy ?? this.defaultTieringPolicy);
+    const rec: CollectionRecord = { collectionId: randomUUID(), tenant, database, name, dimension, metric, index, createdAt: new Date().toISOString(), tieringPolicy };
     this.#catalog.createCollection(rec);
     return this.#openCollection(rec);
   }
@@ -281,6 +369,7 @@ export class AkiDB {
     const trash = path.join(this.dataDir, 'collections', `.trash-${rec.collectionId}`);
     await rename(dir, trash).catch(() => undefined);
     await rm(trash, { recursive: true, force: true });
+    if (rec.tieringPolicy !== 'Memory') await this.#tiering?.dropped(rec);
   }
 
   #collectionDir(id: string): string {
@@ -290,8 +379,16 @@ export class AkiDB {
   #openCollection(rec: CollectionRecord): Promise<Collection> {
     let p = this.#open.get(rec.collectionId);
     if (!p) {
-      const info = { collectionId: rec.collectionId, name: rec.name, tenant: rec.tenant, database: rec.database, dimension: rec.dimension, metric: rec.metric, index: rec.index, createdAt: rec.createdAt };
-      p = Collection.open(info, this.#collectionDir(rec.collectionId), this.options);
+      const info = { collectionId: rec.collectionId, name: rec.name, tenant: rec.tenant, database: rec.database, dimension: rec.dimension, metric: rec.metric, index: rec.index, createdAt: rec.createdAt, tieringPolicy: rec.tieringPolicy };
+      const dir = this.#collectionDir(rec.collectionId);
+      const tiering = this.#tiering;
+      if (rec.tieringPolicy !== 'Memory' && !tiering) {
+        return Promise.reject(new AkiError('TIER_UNAVAILABLE', { collectionId: rec.collectionId, tieringPolicy: rec.tieringPolicy }, `Collection ${rec.name} is ${rec.tieringPolicy}, and this database has no object store configured`));
+      }
+      p = Collection.open(info, dir, this.options, tiering ? tiering.walHooks(rec, dir) : {}).then((col) => {
+        tiering?.attach(col, rec, dir);
+        return col;
+      });
       this.#open.set(rec.collectionId, p);
       p.catch(() => this.#open.delete(rec.collectionId));
     }

@@ -55,6 +55,10 @@ export interface EngineOptions {
 export interface EngineEvents {
   /** An HNSW index was built (full) or extended (incremental) for a segment of `rows` rows. */
   indexBuilt?: (e: { collection: string; rows: number; seconds: number; incremental: boolean }) => void;
+  /** Documents were upserted and acknowledged. */
+  upserted?: (e: { collectionId: string; tieringPolicy: string; documents: number }) => void;
+  /** Segments were merged into one. */
+  merged?: (e: { collectionId: string; tieringPolicy: string; inputs: number; rows: number }) => void;
 }
 
 /** Options as callers pass them: any subset. */

@@ -15,9 +15,6 @@ export interface AdminHealth {
   duration_ms: number;
 }
 
-/** Memory use at or above this share of the limit is unhealthy (seed 004: "memory usage < 90%"). */
-export const MEMORY_LIMIT_SHARE = 0.9;
-
 /** The memory this process may use: its cgroup limit when there is a real one, else the machine's RAM. */
 export function memoryLimitBytes(): number {
   const constrained = process.constrainedMemory?.() ?? 0;
@@ -45,25 +42,41 @@ async function timed(timeoutMs: number, fn: () => Promise<string> | string): Pro
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 
+/** What the admin health check looks at ([admin.health_check]). */
+export interface AdminHealthOptions {
+  timeoutMs: number;
+  checkDatabase: boolean;
+  checkS3: boolean;
+  checkMemory: boolean;
+  memoryThreshold: number;
+  /** One call to the object store; absent when none is configured. */
+  objectStore?: () => Promise<string>;
+}
+
+const skipped = (why: string): AdminCheck => ({ status: 'not_configured', duration_ms: 0, message: why });
+
 /**
  * The admin health check: the catalog answers a query, the object store (when one is configured)
- * answers a listing, and the process's resident memory is under 90 % of its limit; each check
- * bounded by `timeoutMs` ([admin.health_check] timeout_seconds).
+ * answers a listing, and the process's resident memory is under `memoryThreshold` of its limit;
+ * each check bounded by `timeoutMs` ([admin.health_check] timeout_seconds) and each can be turned off.
  */
-export async function adminHealth(db: AkiDB, timeoutMs: number): Promise<AdminHealth> {
+export async function adminHealth(db: AkiDB, o: AdminHealthOptions): Promise<AdminHealth> {
   const t0 = performance.now();
-  const [database, memory] = await Promise.all([
-    timed(timeoutMs, () => `SQLite catalog answered (${db.collectionCount()} collections)`),
-    timed(timeoutMs, () => {
-      const rss = process.memoryUsage.rss();
-      const limit = memoryLimitBytes();
-      const share = rss / limit;
-      const text = `${Math.round(rss / 2 ** 20)} MiB resident of ${Math.round(limit / 2 ** 20)} MiB (${(share * 100).toFixed(1)} %)`;
-      if (share >= MEMORY_LIMIT_SHARE) throw new Error(`memory use at or above ${MEMORY_LIMIT_SHARE * 100} %: ${text}`);
-      return text;
-    }),
+  const objectStore = o.objectStore;
+  const [database, memory, object_store] = await Promise.all([
+    o.checkDatabase ? timed(o.timeoutMs, () => `SQLite catalog answered (${db.collectionCount()} collections)`) : skipped('check_database = false'),
+    o.checkMemory
+      ? timed(o.timeoutMs, () => {
+          const rss = process.memoryUsage.rss();
+          const limit = memoryLimitBytes();
+          const share = rss / limit;
+          const text = `${Math.round(rss / 2 ** 20)} MiB resident of ${Math.round(limit / 2 ** 20)} MiB (${(share * 100).toFixed(1)} %)`;
+          if (share >= o.memoryThreshold) throw new Error(`memory use at or above ${Math.round(o.memoryThreshold * 100)} %: ${text}`);
+          return text;
+        })
+      : skipped('check_memory = false'),
+    !objectStore ? skipped('No object store is configured (storage.s3_bucket)') : o.checkS3 ? timed(o.timeoutMs, objectStore) : skipped('check_s3 = false'),
   ]);
-  const object_store: AdminCheck = { status: 'not_configured', duration_ms: 0, message: 'No object store is configured (tiering policy Memory)' };
-  const status = database.status === 'healthy' && memory.status === 'healthy' ? 'healthy' : 'unhealthy';
+  const status = [database, memory, object_store].every((c) => c.status !== 'unhealthy') ? 'healthy' : 'unhealthy';
   return { status, checks: { database, object_store, memory }, duration_ms: round(performance.now() - t0) };
 }

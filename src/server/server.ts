@@ -8,6 +8,11 @@ import { ServerMetrics } from '../observability/metrics.js';
 import { buildRestServer, type RestServer } from '../api/rest/rest-server.js';
 import { startGrpcServer, type GrpcServerHandle } from '../api/grpc/grpc-server.js';
 import { ServerState } from './health.js';
+import { applyStoredTierSettings } from '../api/rest/admin-routes.js';
+import { parseHostPort } from '../config/load-config.js';
+import { AkiError } from '../errors.js';
+import { TieringMetrics } from '../observability/tiering-metrics.js';
+import { TieringRuntime } from '../tiering/tiering-runtime.js';
 
 /** Which faces a process serves: `serve` is both. */
 export type ServerMode = 'serve' | 'rest' | 'grpc';
@@ -15,6 +20,8 @@ export type ServerMode = 'serve' | 'rest' | 'grpc';
 /** A running server: its bound ports, and how to stop it. */
 export interface RunningServer {
   restPort: number | null;
+  /** The admin listener's port when `[admin] bind_address` is set. */
+  adminPort: number | null;
   grpcPort: number | null;
   state: ServerState;
   /** Stop accepting, let in-flight requests finish (up to the grace period), flush, close. Idempotent. */
@@ -36,7 +43,25 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     logger.warn({ dataDir }, 'vector_persistence_enabled = false: data lives in a temporary directory and is deleted at shutdown');
   }
   let metrics: ServerMetrics | null = null;
-  const db = await AkiDB.open({
+  let dbRef: AkiDB | null = null;
+  if (config.features.metrics_enabled) {
+    metrics = new ServerMetrics({
+      collectionCount: () => dbRef?.collectionCount() ?? 0,
+      vectorCount: async () => (dbRef ? (await dbRef.openCollections()).reduce((n, c) => n + c.stats().documents, 0) : 0),
+    });
+  }
+  const tieringMetrics = metrics && config.storage.s3_bucket !== '' ? new TieringMetrics(metrics.registry) : null;
+  const tiering = config.storage.s3_bucket !== '' ? await startTiering(config, logger, tieringMetrics) : null;
+  let db: AkiDB;
+  try {
+    db = await openDatabase();
+  } catch (err) {
+    await tiering?.stop(0);
+    throw err;
+  }
+  dbRef = db;
+  function openDatabase(): Promise<AkiDB> {
+    return AkiDB.open({
     dataDir,
     catalogPath,
     autoInitialize: config.features.auto_initialize,
@@ -56,23 +81,36 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
       filter: { maxDepth: config.query.max_filter_depth, maxClauses: config.query.max_filter_clauses, maxInValues: 10_000 },
     },
     logger: logger.child({ component: 'engine' }),
-    events: { indexBuilt: (e) => metrics?.indexBuildDuration.observe({ kind: e.incremental ? 'incremental' : 'full' }, e.seconds) },
-  });
+    events: {
+      indexBuilt: (e) => metrics?.indexBuildDuration.observe({ kind: e.incremental ? 'incremental' : 'full' }, e.seconds),
+      upserted: (e) => {
+        if (e.tieringPolicy !== 'Memory') tieringMetrics?.inserts.inc({ collection_id: e.collectionId }, e.documents);
+      },
+      merged: (e) => tieringMetrics?.compactions.inc({ collection_id: e.collectionId }),
+    },
+    defaultTieringPolicy: config.storage.tiering_policy,
+    ...(tiering ? { tiering } : {}),
+    });
+  }
   const state = new ServerState(db, version);
   let rest: RestServer | null = null;
+  let admin: RestServer | null = null;
   let grpc: GrpcServerHandle | null = null;
   try {
+    if (tiering) {
+      applyStoredTierSettings(db, tiering, logger);
+      await recoverFromStore(tiering, db, logger);
+    }
     const opened = await db.openAll();
     logger.info({ dataDir: db.dataDir, collections: opened.length }, 'Opened collections');
-    if (config.features.metrics_enabled) {
-      metrics = new ServerMetrics({
-        collectionCount: () => db.collectionCount(),
-        vectorCount: async () => (await db.openCollections()).reduce((n, c) => n + c.stats().documents, 0),
-      });
-    }
+    const adminAddress = config.admin.bind_address !== '' && config.admin.enabled ? parseHostPort(config.admin.bind_address) : null;
     if (mode !== 'grpc') {
-      rest = await buildRestServer({ db, config, logger, metrics, state });
+      rest = await buildRestServer({ db, config, logger, metrics, state, tiering, routes: adminAddress ? 'api' : 'all' });
       await rest.listen({ host: config.server.host, port: config.server.rest_port });
+    }
+    if (adminAddress) {
+      admin = await buildRestServer({ db, config, logger: logger.child({ component: 'admin' }), metrics, state, tiering, routes: 'admin' });
+      await admin.listen({ host: adminAddress.host, port: adminAddress.port });
     }
     if (mode !== 'rest') {
       grpc = await startGrpcServer({
@@ -88,16 +126,19 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     }
   } catch (err) {
     await rest?.close().catch(() => undefined);
+    await admin?.close().catch(() => undefined);
     await grpc?.shutdown(0).catch(() => undefined);
+    await tiering?.stop(0).catch(() => undefined);
     await db.close().catch(() => undefined);
     if (ephemeral) await rm(ephemeral, { recursive: true, force: true });
     throw err;
   }
   const restPort = rest ? portOf(rest) : null;
   const grpcPort = grpc ? grpc.port : null;
+  const adminPort = admin ? portOf(admin) : null;
   state.markReady();
   grpc?.setServing(true);
-  logger.info({ host: config.server.host, restPort, grpcPort, dataDir: db.dataDir, version }, 'AkiDB ready');
+  logger.info({ host: config.server.host, restPort, grpcPort, adminPort, dataDir: db.dataDir, objectStore: tiering?.storeDescription ?? null, version }, 'AkiDB ready');
 
   let stopping: Promise<void> | null = null;
   const stop = (reason: string): Promise<void> => {
@@ -106,17 +147,60 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
       logger.info({ reason, graceMs }, 'Shutting down: no new requests; waiting for in-flight ones');
       state.markShuttingDown();
       grpc?.setServing(false);
-      await Promise.all([rest ? closeWithin(rest, graceMs, logger) : undefined, grpc?.shutdown(graceMs)]);
+      await Promise.all([rest ? closeWithin(rest, graceMs, logger) : undefined, admin ? closeWithin(admin, graceMs, logger) : undefined, grpc?.shutdown(graceMs)]);
       for (const c of await db.openCollections()) {
         await c.flush().catch((err: unknown) => logger.error({ err, collection: c.name }, 'Flush at shutdown failed; the WAL still holds every acknowledged write'));
       }
+      // Ship what the flush wrote, then persist the dead-letter queue; the next start reconciles whatever is left.
+      await tiering?.stop(graceMs);
       await db.close();
       if (ephemeral) await rm(ephemeral, { recursive: true, force: true });
       logger.info({}, 'Shutdown complete');
     })();
     return stopping;
   };
-  return { restPort, grpcPort, state, stop };
+  return { restPort, grpcPort, adminPort, state, stop };
+}
+
+/** Connect the object store named by `[storage] s3_bucket`, load the DLQ and start the upload machinery. */
+async function startTiering(config: AkiConfig, logger: Logger, metrics: TieringMetrics | null): Promise<TieringRuntime> {
+  const st = config.storage;
+  const { S3ObjectStore, parseBucket } = await import('../objectstore/s3-object-store.js');
+  const parsed = parseBucket(st.s3_bucket);
+  const store = new S3ObjectStore({
+    bucket: st.s3_bucket,
+    region: st.s3_region,
+    ...(st.s3_endpoint !== '' ? { endpoint: st.s3_endpoint } : {}),
+    ...(st.s3_access_key !== '' ? { credentials: { accessKeyId: st.s3_access_key, secretAccessKey: st.s3_secret_key } } : {}),
+    requestTimeoutMs: st.s3_request_timeout_seconds * 1000,
+  });
+  const storeDescription = `s3://${parsed.bucket}${parsed.prefix ? `/${parsed.prefix}` : ''}${st.s3_endpoint !== '' || parsed.endpoint ? ` at ${st.s3_endpoint || parsed.endpoint}` : ''}`;
+  logger.info({ store: storeDescription, tieringPolicy: st.tiering_policy, credentials: st.s3_access_key !== '' ? 'AKIDB_S3_ACCESS_KEY' : 'AWS SDK default chain' }, 'Object store configured');
+  return TieringRuntime.start({ store, storeDescription, storage: st, logger: logger.child({ component: 'tiering' }), metrics });
+}
+
+/**
+ * Disaster recovery: restore every collection the bucket holds and the catalog lacks. Retried
+ * briefly; when the store stays unreachable a node that has collections starts without the
+ * missing ones (logged), while an empty node refuses to start rather than come up empty.
+ */
+async function recoverFromStore(tiering: TieringRuntime, db: AkiDB, logger: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const restored = await tiering.recover(db);
+      if (restored.length > 0) logger.info({ restored }, `Restored ${restored.length} collection(s) from the object store`);
+      return;
+    } catch (err) {
+      if (attempt < 3) {
+        logger.warn({ attempt, err: String(err) }, 'Listing the object store for disaster recovery failed; retrying');
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+        continue;
+      }
+      if (db.collectionCount() === 0) throw new AkiError('STORE_UNAVAILABLE', { store: tiering.storeDescription }, `Cannot reach the object store ${tiering.storeDescription} to restore collections on this empty node: ${String(err)}`, { cause: err });
+      logger.error({ err: String(err) }, 'Object store unreachable at start: serving the local collections; any collection only in the bucket is not restored until the next start');
+      return;
+    }
+  }
 }
 
 function portOf(app: RestServer): number {

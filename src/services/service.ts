@@ -38,13 +38,27 @@ export class ServiceRunner {
 
   constructor(private readonly logger: ServiceLogger) {}
 
-  start(service: Service): void {
+  /** Start `service`; the handle stops it alone (draining it up to `graceMs` first), as when its collection is dropped. */
+  start(service: Service): { stop(graceMs: number): Promise<void> } {
     if (this.#abort.signal.aborted) throw new Error(`ServiceRunner is stopped; cannot start ${service.name}`);
-    const done = service.run(this.#abort.signal).catch((err: unknown) => {
+    const own = new AbortController();
+    const signal = AbortSignal.any([this.#abort.signal, own.signal]);
+    const done = service.run(signal).catch((err: unknown) => {
       // run() must not reject; if one does, say so loudly rather than lose it.
       this.logger.error({ service: service.name, err }, 'Service stopped with an error');
     });
-    this.#running.push({ service, done });
+    const entry = { service, done };
+    this.#running.push(entry);
+    return {
+      stop: async (graceMs: number) => {
+        const i = this.#running.indexOf(entry);
+        if (i < 0) return;
+        this.#running.splice(i, 1);
+        if (graceMs > 0 && service.drain) await service.drain(Date.now() + graceMs).catch((err: unknown) => this.logger.error({ service: service.name, err }, 'Service drain failed'));
+        own.abort();
+        await done;
+      },
+    };
   }
 
   /** Drain every service (up to `graceMs` in all), then abort them and wait until each run has returned. */

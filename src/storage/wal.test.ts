@@ -326,4 +326,33 @@ describe('Wal', () => {
     expect(plain(replay.records)).toEqual(expected(first.slice(0, 1)));
     await wal.close();
   });
+
+  it('commit hook: a group is acknowledged only after its hook resolves; a refused group is cut, rejected with the queue behind it, and later appends go to a new file', async () => {
+    const dir = tempDir();
+    const seen: { file: string; start: number; end: number; firstLsn: number; lastLsn: number }[] = [];
+    let refuse = false;
+    const applied: number[] = [];
+    const { wal } = await Wal.open(dir, 0, {
+      commitHook: async (c) => {
+        seen.push({ file: c.file, start: c.start, end: c.end, firstLsn: c.firstLsn, lastLsn: c.lastLsn });
+        expect(c.bytes.length).toBe(c.end - c.start);
+        if (refuse) throw new Error('store down');
+      },
+    });
+    expect(await wal.append(payload(1, 10), (l) => applied.push(l))).toBe(1);
+    expect(seen).toEqual([{ file: FIRST_FILE, start: 0, end: 10 + FRAME_OVERHEAD, firstLsn: 1, lastLsn: 1 }]);
+    refuse = true;
+    const refused = [wal.append(payload(2, 10), (l) => applied.push(l)), wal.append(payload(3, 10), (l) => applied.push(l))];
+    for (const r of refused) await expect(r).rejects.toThrow('store down');
+    expect(applied).toEqual([1]);
+    // The refused bytes are gone from the first file; the next append starts a second one and reuses the refused LSNs.
+    expect(fs.statSync(path.join(dir, FIRST_FILE)).size).toBe(10 + FRAME_OVERHEAD);
+    refuse = false;
+    expect(await wal.append(payload(4, 10), (l) => applied.push(l))).toBe(2);
+    expect(seen.at(-1)).toMatchObject({ file: 'wal-00000000000000000002.log', start: 0, firstLsn: 2, lastLsn: 2 });
+    await wal.close();
+    const { wal: again, replay } = await Wal.open(dir, 0);
+    expect(plain(replay.records)).toEqual([...expected([payload(1, 10)]), ...expected([payload(4, 10)], 2)]);
+    await again.close();
+  });
 });

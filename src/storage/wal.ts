@@ -32,7 +32,28 @@ export interface WalOptions {
   onCorruptTail?: (info: { file: string; offset: number; droppedBytes: number; reason: string }) => void;
   /** fsync after every group; false only for tests and benchmarks that measure without it. */
   sync?: boolean;
+  /**
+   * Called once per group after it is durable locally and before any of it is applied or
+   * acknowledged (S3Only stores the bytes in the object store here). When it rejects, the group
+   * is cut from the file again and every append of the group and of the queue behind it is
+   * rejected with that error: nothing of them is applied, and their LSNs are handed out again.
+   */
+  commitHook?: WalCommitHook;
+  /** With a commitHook: wait this long before writing a group, so concurrent appends share one hook call. */
+  groupCommitMs?: number;
 }
+
+/** One group's bytes as appended to a WAL file: bytes [start, end) of `file`. */
+export interface WalChunk {
+  file: string;
+  start: number;
+  end: number;
+  bytes: Buffer;
+  firstLsn: number;
+  lastLsn: number;
+}
+
+export type WalCommitHook = (chunk: WalChunk) => Promise<void>;
 
 interface PendingAppend {
   kind: 'append';
@@ -108,10 +129,12 @@ export class Wal {
   #failed: unknown = null;
   #closed = false;
   readonly #sync: boolean;
+  readonly #hook: WalCommitHook | undefined;
+  readonly #groupCommitMs: number;
   /** Highest LSN held by each sealed (rotated-out) file, oldest first. */
   #sealed: { seq: number; lastLsn: number }[];
 
-  private constructor(dir: string, fh: FileHandle, seq: number, lastLsn: number, sealed: { seq: number; lastLsn: number }[], sync: boolean) {
+  private constructor(dir: string, fh: FileHandle, seq: number, lastLsn: number, sealed: { seq: number; lastLsn: number }[], sync: boolean, hook: WalCommitHook | undefined, groupCommitMs: number) {
     this.dir = dir;
     this.#fh = fh;
     this.#seq = seq;
@@ -120,6 +143,8 @@ export class Wal {
     this.#bytesInFile = 0;
     this.#sealed = sealed;
     this.#sync = sync;
+    this.#hook = hook;
+    this.#groupCommitMs = groupCommitMs;
   }
 
   /**
@@ -192,13 +217,18 @@ export class Wal {
     const seq = (files.at(-1)?.seq ?? 0) + 1;
     const fh = await open(path.join(dir, fileName(seq)), 'a');
     await fsyncDir(dir);
-    const wal = new Wal(dir, fh, seq, Math.max(lastLsn, maxLsnSeen), sealed, options.sync ?? true);
+    const wal = new Wal(dir, fh, seq, Math.max(lastLsn, maxLsnSeen), sealed, options.sync ?? true, options.commitHook, options.groupCommitMs ?? 0);
     return { wal, replay };
   }
 
   /** Highest LSN handed out so far. */
   get lastLsn(): number {
     return this.#lastLsn;
+  }
+
+  /** Name of the file appends go to now. */
+  get activeFile(): string {
+    return fileName(this.#seq);
   }
 
   /** Bytes appended to the active file since it was opened. */
@@ -263,6 +293,7 @@ export class Wal {
 
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
+      if (this.#hook && this.#groupCommitMs > 0 && this.#queue[0]!.kind === 'append') await new Promise((r) => setTimeout(r, this.#groupCommitMs));
       const rotateAt = this.#queue.findIndex((p) => p.kind === 'rotate');
       const group = this.#queue.splice(0, rotateAt === -1 ? this.#queue.length : rotateAt) as PendingAppend[];
       if (group.length > 0) await this.#commit(group);
@@ -287,6 +318,15 @@ export class Wal {
         written += bytesWritten;
       }
       if (this.#sync) await this.#fh.datasync();
+      if (this.#hook) {
+        const start = this.#bytesInFile;
+        try {
+          await this.#hook({ file: fileName(this.#seq), start, end: start + buf.length, bytes: buf, firstLsn: group[0]!.lsn, lastLsn: group.at(-1)!.lsn });
+        } catch (hookErr) {
+          await this.#rollBack(start, group, hookErr);
+          return;
+        }
+      }
       this.#bytesInFile += buf.length;
       this.#lastLsnInFile = group.at(-1)!.lsn;
     } catch (err) {
@@ -304,6 +344,23 @@ export class Wal {
       }
       p.resolve(p.lsn);
     }
+  }
+
+  /** The commit hook refused `group`: cut it from the file, and reject it and every append queued behind it (their LSNs follow it). */
+  async #rollBack(start: number, group: PendingAppend[], cause: unknown): Promise<void> {
+    const queued = this.#queue.filter((p): p is PendingAppend => p.kind === 'append');
+    this.#queue = this.#queue.filter((p) => p.kind !== 'append');
+    try {
+      await this.#fh.truncate(start);
+      if (this.#sync) await this.#fh.datasync();
+      this.#lastLsn = this.#lastLsnInFile;
+    } catch (err) {
+      this.#failed = err;
+    }
+    for (const p of [...group, ...queued]) p.reject(cause);
+    // The refused bytes may still land remotely (an upload that timed out): never write other
+    // bytes at those offsets of this file again. Later appends go to a new file.
+    if (this.#failed === null) await this.#switchFile({ kind: 'rotate', onSwitch: () => undefined, resolve: () => undefined, reject: () => undefined });
   }
 
   async #switchFile(r: PendingRotate): Promise<void> {

@@ -11,6 +11,8 @@ export interface ServerProcess {
   grpcAddress: string;
   restPort: number;
   grpcPort: number;
+  /** The admin listener's port when `[admin] bind_address` is set, else null. */
+  adminPort: number | null;
   /** Every JSON log line the server printed so far. */
   logs: Record<string, unknown>[];
   /** Everything the server wrote to stderr. */
@@ -72,6 +74,7 @@ export async function startServerProcess(opts: StartOptions): Promise<ServerProc
     grpcAddress: `127.0.0.1:${grpcPort}`,
     restPort,
     grpcPort,
+    adminPort: typeof rec.adminPort === 'number' ? rec.adminPort : null,
     logs,
     stderr: () => err,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {

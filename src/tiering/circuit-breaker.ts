@@ -96,19 +96,19 @@ const BUCKETS = 60;
  * for any number of concurrent async callers in one process.
  */
 export class CircuitBreaker {
-  readonly enabled: boolean;
-  readonly failureThreshold: number;
-  readonly windowSeconds: number;
-  readonly cooldownSeconds: number;
-  readonly halfOpenSuccesses: number;
-  readonly minimumRequests: number;
+  enabled: boolean;
+  failureThreshold: number;
+  windowSeconds: number;
+  cooldownSeconds: number;
+  halfOpenSuccesses: number;
+  minimumRequests: number;
   readonly halfOpenMaxProbes: number;
-  readonly probeTimeoutSeconds: number;
+  probeTimeoutSeconds: number;
   readonly name: string;
 
   readonly #now: () => number;
   readonly #logger: ServiceLogger | undefined;
-  readonly #bucketMs: number;
+  #bucketMs: number;
   readonly #bucketIds = new Float64Array(BUCKETS).fill(-Infinity);
   readonly #bucketCalls = new Uint32Array(BUCKETS);
   readonly #bucketFailures = new Uint32Array(BUCKETS);
@@ -149,6 +149,24 @@ export class CircuitBreaker {
     }
     if (bad.length > 0) throw new AkiError('INVALID_ARGUMENT', { problems: bad }, `Invalid circuit breaker options: ${bad.join('; ')}`);
     this.#bucketMs = (this.windowSeconds * 1000) / BUCKETS;
+  }
+
+  /**
+   * Change the thresholds at runtime (POST /admin/config/circuit-breaker); validated like the
+   * constructor's options. The state stays; a new window length starts an empty window.
+   */
+  configure(change: Pick<CircuitBreakerOptions, 'enabled' | 'failureThreshold' | 'windowSeconds' | 'cooldownSeconds' | 'halfOpenSuccesses' | 'minimumRequests'>): void {
+    const next = { enabled: this.enabled, failureThreshold: this.failureThreshold, windowSeconds: this.windowSeconds, cooldownSeconds: this.cooldownSeconds, halfOpenSuccesses: this.halfOpenSuccesses, minimumRequests: this.minimumRequests, ...change };
+    new CircuitBreaker({ ...next, halfOpenMaxProbes: this.halfOpenMaxProbes }); // throws INVALID_ARGUMENT naming every bad value
+    const windowChanged = next.windowSeconds !== this.windowSeconds;
+    Object.assign(this, next);
+    if (windowChanged) {
+      this.probeTimeoutSeconds = next.windowSeconds;
+      this.#bucketMs = (next.windowSeconds * 1000) / BUCKETS;
+      this.#bucketIds.fill(-Infinity);
+      this.#bucketCalls.fill(0);
+      this.#bucketFailures.fill(0);
+    }
   }
 
   /** The current state; reading it moves open to half-open once the cooldown has elapsed. */

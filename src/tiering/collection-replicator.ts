@@ -20,6 +20,7 @@ const gunzipAsync = promisify(gunzip);
  *   manifests/v<20 digits>.json                the engine's manifest files, byte for byte
  *   segments/seg-<id>.seg, seg-<id>.hnsw       the engine's immutable segment and index files
  *   wal/wal-<20 digits>.log/<start>-<end>      bytes [start, end) of a local WAL file (20 digits each)
+ *   wal/wal-<20 digits>.log/end-<offset>       S3Only: the file ends at <offset>; a chunk at or past it is an upload whose write was refused
  * A manifest is stored only after every file it names; WAL chunks of one file are contiguous
  * ranges of an append-only file, so they may overlap (after a restart) but never disagree.
  */
@@ -46,6 +47,7 @@ const LOCAL_SEGMENT = /^seg-(\d+)\.(seg|hnsw)$/;
 const REMOTE_MANIFEST = /^manifests\/(v(\d{20})\.json)$/;
 const REMOTE_SEGMENT = /^segments\/(seg-(\d+)\.(?:seg|hnsw))$/;
 const REMOTE_WAL = /^wal\/(wal-(\d{20})\.log)\/(\d{20})-(\d{20})$/;
+const REMOTE_WAL_END = /^wal\/(wal-(\d{20})\.log)\/end-(\d{20})$/;
 
 /** The key of manifest `version` under a collection's prefix. */
 export function manifestKey(version: number): string {
@@ -62,12 +64,18 @@ export function walChunkKey(file: string, start: number, end: number): string {
   return `wal/${file}/${pad20(start)}-${pad20(end)}`;
 }
 
+/** The key of the end marker of WAL file `file` (S3Only): the file's valid bytes end at `offset`. */
+export function walEndKey(file: string, offset: number): string {
+  return `wal/${file}/end-${pad20(offset)}`;
+}
+
 /** A key under a collection's prefix, classified; null for a key this layout does not define. */
 export type ReplicaKey =
   | { kind: 'record' }
   | { kind: 'manifest'; file: string; version: number }
   | { kind: 'segment'; file: string; id: number }
-  | { kind: 'wal'; file: string; seq: number; start: number; end: number };
+  | { kind: 'wal'; file: string; seq: number; start: number; end: number }
+  | { kind: 'wal-end'; file: string; seq: number; offset: number };
 
 /** Classify `relativeKey` (the part after the collection's prefix). */
 export function parseReplicaKey(relativeKey: string): ReplicaKey | null {
@@ -82,6 +90,8 @@ export function parseReplicaKey(relativeKey: string): ReplicaKey | null {
     const end = Number(m[4]);
     return end > start ? { kind: 'wal', file: m[1]!, seq: Number(m[2]), start, end } : null;
   }
+  m = REMOTE_WAL_END.exec(relativeKey);
+  if (m) return { kind: 'wal-end', file: m[1]!, seq: Number(m[2]), offset: Number(m[3]) };
   return null;
 }
 
@@ -107,7 +117,8 @@ export function decodeRecord(body: Uint8Array, where: string): CollectionRecord 
     typeof rec.index === 'object' &&
     rec.index !== null;
   if (!ok) throw new AkiError('STORAGE_CORRUPT', { key: where }, 'collection.json does not hold a collection record');
-  return rec as CollectionRecord;
+  // Records stored before tiering policies were recorded came from MemoryS3 collections.
+  return { ...(rec as CollectionRecord), tieringPolicy: rec.tieringPolicy ?? 'MemoryS3' };
 }
 
 /** Decode a manifest file as the engine writes it (`{crc, body}`); throws STORAGE_CORRUPT when it fails its checksum. */
@@ -264,6 +275,13 @@ export interface CollectionReplicatorOptions {
   gcIntervalMs?: number;
   /** An upload still not stored this long after it was queued, with nothing of this collection left in the worker, was dead-lettered: queue it again (default 60000). */
   resendAfterMs?: number;
+  /**
+   * S3Only: WAL files named this or later are stored by the WAL's commit hook (which reports
+   * each chunk through `noteWalStored`), not shipped from disk. Default: none.
+   */
+  externalWalFrom?: string | null;
+  /** Called when a manifest (a snapshot a restore can start from) is stored. */
+  onManifestStored?: ((version: number) => void) | null;
 }
 
 /** What a replicator has done since it started. */
@@ -367,7 +385,7 @@ export class CollectionReplicator implements Service {
   #stats = { objectsStored: 0, bytesStored: 0, walBytesStored: 0, resends: 0, deletedObjects: 0 };
 
   constructor(options: CollectionReplicatorOptions) {
-    const o = { intervalMs: 1000, maxChunkBytes: 8 * 1024 * 1024, gcIntervalMs: 60_000, resendAfterMs: 60_000, ...options };
+    const o = { intervalMs: 1000, maxChunkBytes: 8 * 1024 * 1024, gcIntervalMs: 60_000, resendAfterMs: 60_000, externalWalFrom: null, onManifestStored: null, ...options };
     const bad: string[] = [];
     if (!o.prefix.endsWith('/')) bad.push(`prefix must end with / (got ${JSON.stringify(o.prefix)})`);
     if (o.record.collectionId !== o.collectionId) bad.push('record.collectionId must be the collectionId');
@@ -397,6 +415,46 @@ export class CollectionReplicator implements Service {
   /** Counters and state for metrics and the tier API. */
   stats(now = Date.now()): ReplicationStats {
     return { lagMs: this.lagMs(now), ...this.#stats, pendingObjects: this.#pending.size, storedManifestVersion: this.#storedManifest.version, reconciled: this.#reconciled };
+  }
+
+  /**
+   * S3Only: bytes [start, end) of WAL file `file` were stored by the commit hook under
+   * `walChunkKey(file, start, end)`. Keeps the file's stored offset and remote keys (for garbage collection) current.
+   */
+  noteWalStored(file: string, start: number, end: number): void {
+    let w = this.#wal.get(file);
+    if (!w) {
+      const seq = LOCAL_WAL.exec(file);
+      if (!seq) return;
+      w = newWalFile(file, Number(seq[1]));
+      this.#wal.set(file, w);
+    }
+    w.remoteKeys.add(this.#o.prefix + walChunkKey(file, start, end));
+    if (start <= w.stored) w.stored = Math.max(w.stored, end);
+    w.enqueued = Math.max(w.enqueued, end);
+    this.#stats.objectsStored += 1;
+    this.#stats.bytesStored += end - start;
+    this.#stats.walBytesStored += end - start;
+  }
+
+  /** Queue again, now, the pending uploads among `keys` (full keys); returns how many. */
+  resendPending(keys: ReadonlySet<string>): number {
+    let n = 0;
+    for (const s of this.#pending) {
+      if (!keys.has(s.key)) continue;
+      s.enqueuedAt = Date.now();
+      this.#stats.resends += 1;
+      this.#o.uploads.enqueue(s.task);
+      n += 1;
+    }
+    return n;
+  }
+
+  /** True once the start-up listing is reconciled and every WAL byte the replicator ships itself (files before `externalWalFrom`) is stored. */
+  walCaughtUp(): boolean {
+    if (!this.#reconciled || this.#lastSyncAt === null) return false;
+    for (const s of this.#pending) if (s.wal) return false;
+    return true;
   }
 
   /** Sync now: queue what changed since the last sync. Resolves once queued (not stored); rejects when the directory or the start-up listing fails. */
@@ -508,6 +566,7 @@ export class CollectionReplicator implements Service {
         w.present = false;
         vanished.push(w);
       }
+      if (this.#o.externalWalFrom !== null && w.name >= this.#o.externalWalFrom) continue;
       if (w.present && !w.source) {
         w.source = await FileSource.open(path.join(dir, w.name));
         if (!w.source) {
@@ -591,6 +650,7 @@ export class CollectionReplicator implements Service {
       this.#remoteManifests.add(c.version);
       if (c.version <= this.#storedManifest.version) return;
       this.#storedManifest = { version: c.version, files: new Set(c.files) };
+      this.#o.onManifestStored?.(c.version);
       for (const v of [...this.#candidates.keys()]) if (v <= c.version) this.#candidates.delete(v);
     });
   }
@@ -678,6 +738,8 @@ export class CollectionReplicator implements Service {
       } else if (k.kind === 'segment') {
         if (k.id >= baseNextSegment) stale.push(info.key);
         else segments.push(k.file);
+      } else if (k.kind === 'wal-end') {
+        if (k.seq > maxLocalSeq) stale.push(info.key);
       } else {
         let w = walChunks.get(k.file);
         if (!w) walChunks.set(k.file, (w = { seq: k.seq, chunks: [] }));

@@ -94,8 +94,8 @@ const DAY_MS = 86_400_000;
  * queue starts empty. In-memory operations are synchronous; flushes are serialized.
  */
 export class DeadLetterQueue<T> {
-  readonly maxSize: number;
-  readonly ttlDays: number;
+  maxSize: number;
+  ttlDays: number;
   readonly persistenceEnabled: boolean;
   readonly persistencePath: string | undefined;
 
@@ -197,6 +197,18 @@ export class DeadLetterQueue<T> {
     this.#evictOverflow();
     this.#version++;
     return structuredClone(entry);
+  }
+
+  /** Change `maxSize` and `ttlDays` at runtime; a smaller size evicts the oldest entries at once (counted). */
+  configure(change: { maxSize?: number; ttlDays?: number }): void {
+    const maxSize = change.maxSize ?? this.maxSize;
+    const ttlDays = change.ttlDays ?? this.ttlDays;
+    new DeadLetterQueue<T>({ maxSize, ttlDays, persistenceEnabled: false }); // throws INVALID_ARGUMENT naming every bad value
+    this.maxSize = maxSize;
+    this.ttlDays = ttlDays;
+    const before = this.#entries.size;
+    this.#evictOverflow();
+    if (this.#entries.size !== before) this.#version++;
   }
 
   /** Entries, oldest first, of one collection or all; copies, so callers cannot edit the queue. */

@@ -113,7 +113,8 @@ async function restoreInto(store: ObjectStore, prefix: string, dir: string, logg
   const record = decodeRecord(recordBody, recordInfo.key);
 
   const versions: number[] = [];
-  const walChunks = new Map<string, { start: number; end: number; info: ObjectInfo }[]>();
+  const walChunks = new Map<string, { start: number; end: number; info: ObjectInfo; cut?: boolean }[]>();
+  const walEnds = new Map<string, number>();
   for (const [rel, info] of listed) {
     const k = parseReplicaKey(rel);
     if (k?.kind === 'manifest') versions.push(k.version);
@@ -121,7 +122,14 @@ async function restoreInto(store: ObjectStore, prefix: string, dir: string, logg
       let list = walChunks.get(k.file);
       if (!list) walChunks.set(k.file, (list = []));
       list.push({ start: k.start, end: k.end, info });
-    }
+    } else if (k?.kind === 'wal-end') walEnds.set(k.file, Math.min(k.offset, walEnds.get(k.file) ?? Infinity));
+  }
+  // An end marker cuts its file: bytes past it belong to a write that was refused (S3Only).
+  for (const [file, endAt] of walEnds) {
+    const list = walChunks.get(file);
+    if (!list) continue;
+    const kept = list.filter((c) => c.start < endAt).map((c) => ({ ...c, end: Math.min(c.end, endAt), cut: c.end > endAt }));
+    walChunks.set(file, kept);
   }
   versions.sort((a, b) => b - a);
 
@@ -226,7 +234,7 @@ export async function listRemoteCollections(store: ObjectStore, rootPrefix: stri
 }
 
 /** One WAL file from its chunks in offset order; overlaps are the same bytes of an append-only file, so only the new part of each is taken. */
-async function assembleWal(store: ObjectStore, file: string, chunks: { start: number; end: number; info: ObjectInfo }[]): Promise<{ bytes: Buffer; gap: WalGap | null }> {
+async function assembleWal(store: ObjectStore, file: string, chunks: { start: number; end: number; info: ObjectInfo; cut?: boolean }[]): Promise<{ bytes: Buffer; gap: WalGap | null }> {
   chunks.sort((a, b) => a.start - b.start || b.end - a.end);
   const parts: Buffer[] = [];
   let end = 0;
@@ -234,11 +242,11 @@ async function assembleWal(store: ObjectStore, file: string, chunks: { start: nu
     if (c.end <= end) continue;
     if (c.start > end) return { bytes: Buffer.concat(parts), gap: { file, offset: end, reason: `no chunk holds bytes ${end}..${c.start}` } };
     const body = await readObject(store, c.info.key, c.info);
-    if (!body || body.length !== c.end - c.start) {
+    if (!body || (c.cut ? body.length < c.end - c.start : body.length !== c.end - c.start)) {
       const reason = body ? `chunk ${c.info.key} holds ${body.length} bytes, its key says ${c.end - c.start}` : `chunk ${c.info.key} vanished`;
       return { bytes: Buffer.concat(parts), gap: { file, offset: end, reason } };
     }
-    parts.push(body.subarray(end - c.start));
+    parts.push(body.subarray(end - c.start, c.end - c.start));
     end = c.end;
   }
   return { bytes: Buffer.concat(parts), gap: null };

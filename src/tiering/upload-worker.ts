@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { ObjectStoreError, type ObjectStore } from '../objectstore/object-store.js';
 import { sleep, type Service, type ServiceLogger } from '../services/service.js';
 import { decideRetry, type RetryOptions } from './retry-policy.js';
+import { AkiError } from '../errors.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -87,6 +88,22 @@ export class UploadWorker<P = unknown> implements Service {
 
   constructor(options: UploadWorkerOptions<P>) {
     this.#o = options;
+  }
+
+  /** Batch size, concurrency and compression in force. */
+  settings(): { batchSize: number; maxConcurrency: number; compression: 'none' | 'gzip' } {
+    return { batchSize: this.#o.batchSize, maxConcurrency: this.#o.maxConcurrency, compression: this.#o.compression };
+  }
+
+  /** Change them at runtime (POST /admin/config/s3-upload); the next batch uses them. */
+  configure(change: { batchSize?: number; maxConcurrency?: number; compression?: 'none' | 'gzip' }): void {
+    const next = { ...this.settings(), ...change };
+    const bad: string[] = [];
+    if (!(Number.isInteger(next.batchSize) && next.batchSize >= 1)) bad.push(`batchSize must be an integer >= 1 (got ${next.batchSize})`);
+    if (!(Number.isInteger(next.maxConcurrency) && next.maxConcurrency >= 1)) bad.push(`maxConcurrency must be an integer >= 1 (got ${next.maxConcurrency})`);
+    if (next.compression !== 'none' && next.compression !== 'gzip') bad.push(`compression must be none or gzip (got ${String(next.compression)})`);
+    if (bad.length > 0) throw new AkiError('INVALID_ARGUMENT', { problems: bad }, `Invalid upload settings: ${bad.join('; ')}`);
+    Object.assign(this.#o, next);
   }
 
   enqueue(task: UploadTask): void {

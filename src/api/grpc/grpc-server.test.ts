@@ -159,7 +159,9 @@ describe('gRPC server', () => {
       expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, metric: 'hamming' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_METRIC' });
       expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, index: { m: 1 } }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_INDEX_PARAMS' });
       expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, index: { quantization: 'f8' } }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_INDEX_PARAMS' });
-      expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, tiering_policy: 'S3Only' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_ARGUMENT' });
+      expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, tiering_policy: 'Bogus' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_ARGUMENT' });
+      // Without an object store, as over REST.
+      expect(await statusOf(rpc(mgmt, 'CreateCollection', { name: 'm', dimension: 4, tiering_policy: 'S3Only' }))).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, akiCode: 'TIER_UNAVAILABLE' });
       expect(await statusOf(rpc(mgmt, 'GetCollection', {}))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, akiCode: 'INVALID_ARGUMENT' });
     });
 

@@ -1,3 +1,4 @@
+import type { TieringPolicy } from '../../catalog/catalog.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -394,17 +395,17 @@ function collectionHandlers(db: AkiDB) {
   };
 }
 
-const TIERING_POLICIES = ['Memory', 'MemoryS3', 'S3Only'];
+const TIERING_POLICIES: readonly string[] = ['Memory', 'MemoryS3', 'S3Only'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/; // as collection-api.ts
 
 function managementHandlers(db: AkiDB) {
   return {
     CreateCollection: async (req: CreateCollectionRequest) => {
       const { tenant, database } = scopeOf(req);
-      const policy = req.tiering_policy || 'Memory';
-      if (!TIERING_POLICIES.includes(policy)) throw new AkiError('INVALID_ARGUMENT', { tiering_policy: policy }, 'tiering_policy must be Memory, MemoryS3 or S3Only');
-      if (policy !== 'Memory') throw new AkiError('INVALID_ARGUMENT', { tiering_policy: policy }, `tiering_policy ${policy} is not available yet: only Memory`);
+      const policy = req.tiering_policy || undefined;
+      if (policy !== undefined && !TIERING_POLICIES.includes(policy)) throw new AkiError('INVALID_ARGUMENT', { tiering_policy: policy }, 'tiering_policy must be Memory, MemoryS3 or S3Only');
       const spec: CreateCollectionSpec = { name: req.name, dimension: req.dimension };
+      if (policy !== undefined) spec.tieringPolicy = policy as TieringPolicy;
       if (req.metric) {
         if (!isMetric(req.metric)) throw new AkiError('INVALID_METRIC', { metric: req.metric });
         spec.metric = req.metric;

@@ -8,6 +8,8 @@ import type { ServerMetrics } from '../../observability/metrics.js';
 import { decodeVector, describeCollection, resolveCollection, toDocumentInput, toWireMatch, type WireDocument } from '../collection-api.js';
 import { withTimeout } from '../with-timeout.js';
 import type { RestSchemas } from './schemas.js';
+import type { TieringRuntime } from '../../tiering/tiering-runtime.js';
+import type { TieringPolicy } from '../../catalog/catalog.js';
 
 /** What the route handlers share. */
 export interface RouteContext {
@@ -16,6 +18,7 @@ export interface RouteContext {
   metrics: ServerMetrics | null;
   schemas: RestSchemas;
   timeoutMs: number;
+  tiering: TieringRuntime | null;
 }
 
 type Params = { tenant?: string; database?: string; id?: string; doc_id?: string };
@@ -42,14 +45,13 @@ export function registerCollectionRoutes(app: FastifyInstance, ctx: RouteContext
 
   app.post('/collections', { schema: { summary: 'Create a collection', tags, body: s.createCollection, response: { 201: s.collection, 409: s.error, ...err } } }, async (req, reply) => {
     const b = req.body as { name: string; dimension: number; metric?: 'cosine' | 'l2' | 'dot'; index?: { m?: number; ef_construction?: number; ef_search?: number; quantization?: 'f32' | 'f16' | 'i8' }; tiering_policy?: string };
-    if (b.tiering_policy !== undefined && b.tiering_policy !== 'Memory') throw new AkiError('TIER_UNAVAILABLE', { tiering_policy: b.tiering_policy }, `Tiering policy ${b.tiering_policy} needs an object store, which this server does not have configured`);
     const { tenant, database } = where(req);
     const index: { m?: number; efConstruction?: number; efSearch?: number; quantization?: 'f32' | 'f16' | 'i8' } = {};
     if (b.index?.m !== undefined) index.m = b.index.m;
     if (b.index?.ef_construction !== undefined) index.efConstruction = b.index.ef_construction;
     if (b.index?.ef_search !== undefined) index.efSearch = b.index.ef_search;
     if (b.index?.quantization !== undefined) index.quantization = b.index.quantization;
-    const col = await db.database(tenant, database).createCollection({ name: b.name, dimension: b.dimension, metric: b.metric ?? 'cosine', index });
+    const col = await db.database(tenant, database).createCollection({ name: b.name, dimension: b.dimension, metric: b.metric ?? 'cosine', index, ...(b.tiering_policy !== undefined ? { tieringPolicy: b.tiering_policy as TieringPolicy } : {}) });
     return reply.status(201).send(describeCollection(col));
   });
 
@@ -137,14 +139,16 @@ export function registerCollectionRoutes(app: FastifyInstance, ctx: RouteContext
 
   app.get('/collections/:id/tier', { schema: { summary: "A collection's tiering policy and where its data lives", tags, response: { 200: s.tier, ...err } } }, async (req) => {
     const col = await collection(req);
-    return { collection_id: col.info.collectionId, tiering_policy: 'Memory', tiers: localTier(col) };
+    return tierView(col, ctx.tiering);
   });
 
-  app.post('/collections/:id/tier', { schema: { summary: "Change a collection's tiering policy", tags, body: s.tierMove, response: { 200: s.tier, 422: s.error, ...err } } }, async (req) => {
+  app.post('/collections/:id/tier', { schema: { summary: "Move a collection between Memory and MemoryS3 (S3Only is chosen at creation)", tags, body: s.tierMove, response: { 200: s.tier, 422: s.error, ...err } } }, async (req) => {
     const col = await collection(req);
-    const policy = (req.body as { tiering_policy: string }).tiering_policy;
-    if (policy !== 'Memory') throw new AkiError('TIER_UNAVAILABLE', { tiering_policy: policy }, `Tiering policy ${policy} needs an object store, which this server does not have configured`);
-    return { collection_id: col.info.collectionId, tiering_policy: 'Memory', tiers: localTier(col) };
+    const policy = (req.body as { tiering_policy: TieringPolicy }).tiering_policy;
+    const before = col.info.tieringPolicy;
+    await db.setTieringPolicy(col.info.collectionId, policy);
+    if (before !== policy) req.log.info({ collection: col.name, from: before, to: policy }, 'Tiering policy changed');
+    return tierView(col, ctx.tiering);
   });
 }
 
@@ -176,21 +180,69 @@ export function registerTenantRoutes(app: FastifyInstance, ctx: RouteContext): v
     await db.dropDatabase(p.tenant!, p.database!);
     return reply.status(204).send();
   });
-  app.get('/metrics/tiers', { schema: { summary: 'Documents and segments per tier, across collections', tags: ['collections'] } }, async () => {
-    let documents = 0;
-    let segments = 0;
-    let collections = 0;
+  app.get('/metrics/tiers', { schema: { summary: 'Collections, documents, bytes and objects per tier; upload lag and cache hit rate', tags: ['collections'] } }, async () => {
+    const tiers: Record<TieringPolicy, { collections: number; documents: number; segments: number; local_bytes: number; object_store: { objects: number; bytes: number; pending_objects: number; max_upload_lag_ms: number } | null }> = {
+      Memory: { collections: 0, documents: 0, segments: 0, local_bytes: 0, object_store: null },
+      MemoryS3: { collections: 0, documents: 0, segments: 0, local_bytes: 0, object_store: { objects: 0, bytes: 0, pending_objects: 0, max_upload_lag_ms: 0 } },
+      S3Only: { collections: 0, documents: 0, segments: 0, local_bytes: 0, object_store: { objects: 0, bytes: 0, pending_objects: 0, max_upload_lag_ms: 0 } },
+    };
     for (const c of await db.openCollections()) {
       const st = c.stats();
-      documents += st.documents;
-      segments += st.segments;
-      collections += 1;
+      const t = tiers[c.info.tieringPolicy];
+      t.collections += 1;
+      t.documents += st.documents;
+      t.segments += st.segments;
+      t.local_bytes += await c.diskBytes();
+      const r = ctx.tiering?.replication(c.info.collectionId);
+      if (r && t.object_store) {
+        t.object_store.objects += r.objectsStored;
+        t.object_store.bytes += r.bytesStored;
+        t.object_store.pending_objects += r.pendingObjects;
+        t.object_store.max_upload_lag_ms = Math.max(t.object_store.max_upload_lag_ms, r.lagMs);
+      }
     }
-    return { tiers: { Memory: { collections, documents, segments }, MemoryS3: { collections: 0, documents: 0, segments: 0 }, S3Only: { collections: 0, documents: 0, segments: 0 } } };
+    const t = ctx.tiering;
+    return {
+      tiers,
+      object_store: t ? { store: t.storeDescription, circuit_breaker: t.breaker.state, upload_queue: t.worker.queueSize, dlq_size: t.dlq.size } : null,
+      // Every S3Only read is served from the local copy in this release (see storage.cache_size).
+      cache: { hits: 0, misses: 0, hit_rate: null },
+    };
   });
 }
 
-function localTier(col: Collection): Record<string, unknown> {
+/** GET /collections/{id}/tier: the policy, what is local, and what the object store holds (replication stats since this start). */
+async function tierView(col: Collection, tiering: TieringRuntime | null): Promise<Record<string, unknown>> {
   const st = col.stats();
-  return { memory: { documents: st.memtableEntries }, local_disk: { segments: st.segments, documents: st.documents - st.memtableEntries }, object_store: null };
+  const r = tiering?.replication(col.info.collectionId) ?? null;
+  return {
+    collection_id: col.info.collectionId,
+    tiering_policy: col.info.tieringPolicy,
+    durability: DURABILITY[col.info.tieringPolicy],
+    tiers: {
+      memory: { documents: st.memtableEntries },
+      local_disk: { segments: st.segments, documents: st.documents - st.memtableEntries, bytes: await col.diskBytes() },
+      object_store: r
+        ? {
+            store: tiering!.storeDescription,
+            upload_lag_ms: r.lagMs,
+            objects_stored: r.objectsStored,
+            bytes_stored: r.bytesStored,
+            wal_bytes_stored: r.walBytesStored,
+            pending_objects: r.pendingObjects,
+            stored_manifest_version: r.storedManifestVersion,
+            reconciled: r.reconciled,
+            resends: r.resends,
+            dlq_entries: tiering!.dlq.sizeOf(col.info.collectionId),
+          }
+        : null,
+    },
+  };
 }
+
+const DURABILITY: Record<TieringPolicy, string> = {
+  Memory: 'An acknowledged write is fsynced to the local WAL.',
+  MemoryS3: 'An acknowledged write is fsynced to the local WAL; its copy in the object store follows within upload_lag_ms.',
+  S3Only: 'An acknowledged write is fsynced locally and its WAL batch is stored in the object store.',
+};
+

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startS3Server, type S3TestServer } from '../../test-support/s3-server.js';
 import { startServerProcess, type ServerProcess } from '../../test-support/server-process.js';
 
 // Every route the server documents in /openapi.json, fed malformed input over a real socket.
@@ -89,6 +90,9 @@ const BASE_BODIES: Record<string, Record<string, unknown>> = {
   delete: { doc_ids: ['no-such-doc'], filter: { i: { $lt: -100 } } },
   tier: { tiering_policy: 'Memory' },
   compaction: { threshold_bytes: 104857600, threshold_ops: 10000, max_segments: 8, idle_flush_ms: 1000, enable_background_compaction: true },
+  'circuit-breaker': { enabled: true, failure_threshold: 0.5, window_seconds: 60, cooldown_seconds: 300, half_open_successes: 10, minimum_requests: 10 },
+  dlq: { max_size: 1000, ttl_days: 7 },
+  's3-upload': { batch_size: 10, max_concurrency: 5, compression: 'none' },
 };
 
 /** Values of every JSON kind, edge numbers and strings; each field gets those its schema rejects. */
@@ -351,6 +355,7 @@ const stats = {
 describe('REST malformed input: every route from /openapi.json', () => {
   let server: ServerProcess;
   let dir: string;
+  let s3: S3TestServer | undefined;
   let routes: Route[];
   let before: Snapshot[];
   const call = (method: string, p: string, body?: unknown): Promise<Answer> => send(server.restPort, { method, path: p, ...(body === undefined ? {} : { body: JSON.stringify(body), contentType: JSON_TYPE }) });
@@ -364,7 +369,9 @@ describe('REST malformed input: every route from /openapi.json', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-rest-malformed-'));
-    server = await startServerProcess({ dataDir: dir });
+    // With an object store, so the tier and dead-letter-queue admin routes serve too.
+    s3 = await startS3Server({ bucket: 'malformed' });
+    server = await startServerProcess({ dataDir: dir, env: { AKIDB_S3_BUCKET: 'malformed', AKIDB_S3_ENDPOINT: s3.endpoint, AKIDB_S3_ACCESS_KEY: s3.credentials.accessKeyId, AKIDB_S3_SECRET_KEY: s3.credentials.secretAccessKey } });
     expect((await call('POST', '/api/v1/tenants', { name: 'acme' })).status).toBe(201);
     expect((await call('POST', '/api/v1/tenants/acme/databases', { name: 'prod' })).status).toBe(201);
     for (const s of SCOPES) {
@@ -389,6 +396,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
   afterAll(async () => {
     agent.destroy();
     if (server) expect(await server.stop('SIGTERM')).toBe(0);
+    await s3?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -399,7 +407,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
     // Every POST with a documented body serves its base body (the battery's 400s are the mutations'); the
     // body-less ones (admin actions such as compact) are served without one.
     const posts = routes.filter((r) => r.method === 'POST');
-    expect(posts.filter((r) => r.body === null).map((r) => r.template)).toEqual(['/admin/collections/{id}/compact']);
+    expect(posts.filter((r) => r.body === null).map((r) => r.template)).toEqual(['/admin/collections/{id}/compact', '/admin/collections/{id}/dlq/retry', '/admin/circuit-breaker/reset']);
     for (const r of posts) {
       const res = r.body === null ? await call('POST', fill(r, {}, true)) : await call('POST', fill(r, {}, true), baseBody(r));
       expect(res.status, `${r.template}: ${res.text}`).toBeLessThan(300);

@@ -12,6 +12,7 @@ import type { ServerState } from '../../server/health.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerCollectionRoutes, registerTenantRoutes } from './collection-routes.js';
 import { restSchemas } from './schemas.js';
+import type { TieringRuntime } from '../../tiering/tiering-runtime.js';
 
 export interface RestServerOptions {
   db: AkiDB;
@@ -19,6 +20,10 @@ export interface RestServerOptions {
   logger: Logger;
   metrics: ServerMetrics | null;
   state: ServerState;
+  /** The object-storage tier, when a bucket is configured. */
+  tiering?: TieringRuntime | null;
+  /** Which routes: `all` (default), `api` (all but /admin, which then has its own listener) or `admin` (only /admin). */
+  routes?: 'all' | 'api' | 'admin';
 }
 
 /** The Fastify instance the REST face runs on. */
@@ -145,7 +150,10 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const ctx = { db: opts.db, config, metrics, schemas, timeoutMs: config.server.timeout_seconds * 1000 };
+  const ctx = { db: opts.db, config, metrics, schemas, timeoutMs: config.server.timeout_seconds * 1000, tiering: opts.tiering ?? null };
+  const routes = opts.routes ?? 'all';
+  if (routes !== 'api' && config.admin.enabled) await app.register(async (scope) => registerAdminRoutes(scope, ctx));
+  if (routes === 'admin') return app;
   await app.register(
     async (scope) => {
       registerTenantRoutes(scope, ctx);
@@ -154,7 +162,6 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     { prefix: '/api/v1' },
   );
   await app.register(async (scope) => registerCollectionRoutes(scope, ctx, true), { prefix: '/api/v1/tenants/:tenant/databases/:database' });
-  await app.register(async (scope) => registerAdminRoutes(scope, ctx));
   return app;
 }
 

@@ -459,7 +459,7 @@ describe('REST collections, documents and queries (default tenant)', () => {
       for (const tiering_policy of ['MemoryS3', 'S3Only']) {
         const res = await api('POST', '/api/v1/collections', { name: `tiered-${tiering_policy}`, dimension: 4, tiering_policy });
         expectError(res, 422, 'TIER_UNAVAILABLE');
-        expect(res.body).toMatchObject({ error: { details: { tiering_policy } } });
+        expect(res.body).toMatchObject({ error: { details: { tieringPolicy: tiering_policy } } });
         expectError(await api('GET', `/api/v1/collections/tiered-${tiering_policy}`), 404, 'COLLECTION_NOT_FOUND');
         expectError(await api('POST', '/api/v1/collections/books/tier', { tiering_policy }), 422, 'TIER_UNAVAILABLE');
       }
