@@ -54,44 +54,41 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
   const tiering = config.storage.s3_bucket !== '' ? await startTiering(config, logger, tieringMetrics) : null;
   let db: AkiDB;
   try {
-    db = await openDatabase();
+    db = await AkiDB.open({
+      dataDir,
+      catalogPath,
+      autoInitialize: config.features.auto_initialize,
+      catalogBusyTimeoutMs: config.database.connection_timeout_seconds * 1000,
+      hnsw: { m: config.hnsw.m, efConstruction: config.hnsw.ef_construction, efSearch: config.hnsw.ef_search, threshold: config.hnsw.threshold, quantization: config.hnsw.quantization, buildThreads: config.hnsw.build_threads },
+      compaction: {
+        thresholdBytes: config.storage.compaction.threshold_bytes,
+        thresholdOps: config.storage.compaction.threshold_ops,
+        maxSegments: config.storage.compaction.max_segments,
+        idleFlushMs: config.storage.compaction.idle_flush_ms,
+        enableBackground: config.storage.enable_background_compaction,
+      },
+      limits: {
+        maxBatchDocuments: config.api.validation.max_batch_size,
+        maxMetadataBytes: config.api.validation.max_metadata_bytes,
+        maxTopK: config.api.validation.top_k_max,
+        filter: { maxDepth: config.query.max_filter_depth, maxClauses: config.query.max_filter_clauses, maxInValues: 10_000 },
+      },
+      logger: logger.child({ component: 'engine' }),
+      events: {
+        indexBuilt: (e) => metrics?.indexBuildDuration.observe({ kind: e.incremental ? 'incremental' : 'full' }, e.seconds),
+        upserted: (e) => {
+          if (e.tieringPolicy !== 'Memory') tieringMetrics?.inserts.inc({ collection_id: e.collectionId }, e.documents);
+        },
+        merged: (e) => tieringMetrics?.compactions.inc({ collection_id: e.collectionId }),
+      },
+      defaultTieringPolicy: config.storage.tiering_policy,
+      ...(tiering ? { tiering } : {}),
+    });
   } catch (err) {
     await tiering?.stop(0);
     throw err;
   }
   dbRef = db;
-  function openDatabase(): Promise<AkiDB> {
-    return AkiDB.open({
-    dataDir,
-    catalogPath,
-    autoInitialize: config.features.auto_initialize,
-    catalogBusyTimeoutMs: config.database.connection_timeout_seconds * 1000,
-    hnsw: { m: config.hnsw.m, efConstruction: config.hnsw.ef_construction, efSearch: config.hnsw.ef_search, threshold: config.hnsw.threshold, quantization: config.hnsw.quantization, buildThreads: config.hnsw.build_threads },
-    compaction: {
-      thresholdBytes: config.storage.compaction.threshold_bytes,
-      thresholdOps: config.storage.compaction.threshold_ops,
-      maxSegments: config.storage.compaction.max_segments,
-      idleFlushMs: config.storage.compaction.idle_flush_ms,
-      enableBackground: config.storage.enable_background_compaction,
-    },
-    limits: {
-      maxBatchDocuments: config.api.validation.max_batch_size,
-      maxMetadataBytes: config.api.validation.max_metadata_bytes,
-      maxTopK: config.api.validation.top_k_max,
-      filter: { maxDepth: config.query.max_filter_depth, maxClauses: config.query.max_filter_clauses, maxInValues: 10_000 },
-    },
-    logger: logger.child({ component: 'engine' }),
-    events: {
-      indexBuilt: (e) => metrics?.indexBuildDuration.observe({ kind: e.incremental ? 'incremental' : 'full' }, e.seconds),
-      upserted: (e) => {
-        if (e.tieringPolicy !== 'Memory') tieringMetrics?.inserts.inc({ collection_id: e.collectionId }, e.documents);
-      },
-      merged: (e) => tieringMetrics?.compactions.inc({ collection_id: e.collectionId }),
-    },
-    defaultTieringPolicy: config.storage.tiering_policy,
-    ...(tiering ? { tiering } : {}),
-    });
-  }
   const state = new ServerState(db, version);
   let rest: RestServer | null = null;
   let admin: RestServer | null = null;

@@ -162,11 +162,12 @@ export class TieringRuntime implements TieringHooks {
     if (rec.tieringPolicy === 'Memory') {
       if (current) {
         this.#replicas.delete(rec.collectionId);
-        this.#track(current.stop(0).then(() => this.#deleteRemote(rec, 'moved to Memory')));
+        this.#track(this.#detach(rec, current).then(() => this.#deleteRemote(rec, 'moved to Memory')));
       }
       return;
     }
     if (current || this.#stopped) return;
+    this.worker.resume(rec.collectionId);
     const replicator = new CollectionReplicator({
       collectionId: rec.collectionId,
       dir,
@@ -187,9 +188,15 @@ export class TieringRuntime implements TieringHooks {
     const replica = this.#replicas.get(rec.collectionId);
     this.#replicas.delete(rec.collectionId);
     this.#owedEnds.delete(rec.collectionId);
-    await replica?.stop(0);
-    this.dlq.clear(rec.collectionId);
+    await this.#detach(rec, replica);
     this.#track(this.#deleteRemote(rec, 'dropped'));
+  }
+
+  /** Stop shipping a collection: its replicator, then every upload of it queued or in flight (one landing after the deletion would bring it back), then its dead letters. */
+  async #detach(rec: CollectionRecord, replica: Replica | undefined): Promise<void> {
+    await replica?.stop(0);
+    await this.worker.cancel(rec.collectionId);
+    this.dlq.clear(rec.collectionId);
   }
 
   // ------------------------------------------------------------------ S3Only write path

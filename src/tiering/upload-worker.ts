@@ -27,6 +27,8 @@ export interface CallGate<P> {
   tryAcquire(): P | null;
   recordSuccess(permit: P): void;
   recordFailure(kind: 'transient' | 'permanent', permit: P): void;
+  /** Give a permit back unused (the call was never made). */
+  release?(permit: P): void;
 }
 
 /** Where uploads that will not succeed go: the dead-letter queue's side the worker needs. */
@@ -84,6 +86,8 @@ export class UploadWorker<P = unknown> implements Service {
   readonly #o: UploadWorkerOptions<P>;
   #queue: Pending[] = [];
   readonly #inFlight = new Set<Pending>();
+  /** Collections whose uploads were cancelled: later tasks of theirs are dropped too. */
+  readonly #cancelled = new Set<string>();
   #wake: (() => void) | null = null;
 
   constructor(options: UploadWorkerOptions<P>) {
@@ -107,9 +111,28 @@ export class UploadWorker<P = unknown> implements Service {
   }
 
   enqueue(task: UploadTask): void {
+    if (this.#cancelled.has(task.collectionId)) return;
     const now = Date.now();
     this.#queue.push({ task, enqueuedAt: now, retries: 0, dueAt: now });
     this.#wake?.();
+  }
+
+  /**
+   * Forget every upload of `collectionId` (its collection was dropped): queued ones are removed,
+   * and the outcome of those in flight is ignored (no retry, no dead letter). Resolves once none
+   * is in flight any more, so a deletion of its objects that follows cannot be overtaken by one.
+   */
+  async cancel(collectionId: string): Promise<number> {
+    this.#cancelled.add(collectionId);
+    const before = this.#queue.length;
+    this.#queue = this.#queue.filter((p) => p.task.collectionId !== collectionId);
+    while ([...this.#inFlight].some((p) => p.task.collectionId === collectionId)) await sleep(10);
+    return before - this.#queue.length;
+  }
+
+  /** Accept uploads of `collectionId` again (it is shipped anew, e.g. moved back to MemoryS3). */
+  resume(collectionId: string): void {
+    this.#cancelled.delete(collectionId);
   }
 
   /** Tasks waiting or in flight (storage_s3_upload_queue_size). */
@@ -173,6 +196,7 @@ export class UploadWorker<P = unknown> implements Service {
       while (next < batch.length && !signal.aborted) {
         const p = batch[next++]!;
         // The circuit is open (or may have opened while this batch ran): put the task back untried.
+        if (this.#cancelled.has(p.task.collectionId)) continue;
         const permit = refused ? null : this.#o.gate.tryAcquire();
         if (permit === null) {
           refused = true;
@@ -195,8 +219,17 @@ export class UploadWorker<P = unknown> implements Service {
 
   async #upload(p: Pending, permit: P): Promise<void> {
     const { task } = p;
+    let body: Uint8Array;
     try {
-      let body = await task.body();
+      body = await task.body();
+    } catch (err) {
+      // Reading the local bytes failed: no call was made, so the store is not to blame.
+      this.#o.gate.release?.(permit);
+      if (this.#cancelled.has(task.collectionId)) return;
+      this.#failed(p, err, 'transient', undefined);
+      return;
+    }
+    try {
       const raw = body.byteLength;
       let contentEncoding: string | undefined;
       if (this.#o.compression === 'gzip') {
@@ -212,6 +245,15 @@ export class UploadWorker<P = unknown> implements Service {
       const kind = err instanceof ObjectStoreError ? err.kind : 'transient';
       const status = err instanceof ObjectStoreError ? err.status : undefined;
       this.#o.gate.recordFailure(kind, permit);
+      if (this.#cancelled.has(task.collectionId)) return;
+      this.#failed(p, err, kind, status);
+    }
+  }
+
+  /** Retry a failed upload after its backoff, or give it to the dead-letter queue. */
+  #failed(p: Pending, err: unknown, kind: 'transient' | 'permanent', status: number | undefined): void {
+    const { task } = p;
+    {
       const decision = decideRetry(kind, p.retries, this.#o.retry);
       if (decision.action === 'retry') {
         p.retries += 1;

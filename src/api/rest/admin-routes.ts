@@ -152,10 +152,11 @@ function registerTieringAdminRoutes(app: FastifyInstance, ctx: RouteContext): vo
   const entryWire = (e: DlqEntry<unknown>) => ({ id: e.id, collection_id: e.collectionId, key: e.key, error: e.error, attempts: e.attempts, first_failed_at: new Date(e.firstFailedAt).toISOString(), last_failed_at: new Date(e.lastFailedAt).toISOString() });
   const err = { 400: s.error, 404: s.error, 422: s.error };
 
-  app.get('/admin/collections/:id/dlq', { schema: { summary: "A collection's dead-letter entries, oldest first", tags, querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 } } }, response: err } }, async (req) => {
+  app.get('/admin/collections/:id/dlq', { schema: { summary: "A collection's dead-letter entries, oldest first", tags, querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$|^10000$' } } }, response: err } }, async (req) => {
     const t = need();
     const id = await collectionId((req.params as { id: string }).id);
-    const { limit } = req.query as { limit: number };
+    // Query values are strings (type coercion is off server-wide); the pattern admits 1..10000.
+    const limit = Number((req.query as { limit?: string }).limit ?? 100);
     const all = t.dlq.list(id);
     return { collection_id: id, size: all.length, entries: all.slice(0, limit).map(entryWire) };
   });
