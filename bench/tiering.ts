@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/load-config.js';
 import type { Collection } from '../src/engine/collection.js';
 import { AkiDB } from '../src/engine/database.js';
+import { MemoryObjectStore } from '../src/objectstore/memory-object-store.js';
 import { S3ObjectStore } from '../src/objectstore/s3-object-store.js';
 import { startFaultProxy } from '../src/test-support/fault-proxy.js';
 import { startS3Server } from '../src/test-support/s3-server.js';
@@ -22,7 +23,8 @@ import { TieringRuntime } from '../src/tiering/tiering-runtime.js';
 import { parseArgs, percentile, readFbin } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = parseArgs(process.argv.slice(2), { n: 100_000, batch: 1000, acks: 200, queries: 500, data: path.join(ROOT, 'bench/data/data-100k-768') }) as { n: number; batch: number; acks: number; queries: number; data: string };
+const args = parseArgs(process.argv.slice(2), { n: 100_000, batch: 1000, acks: 200, queries: 500, store: 's3rver', parts: 'ingest,acks,queries', data: path.join(ROOT, 'bench/data/data-100k-768') }) as { n: number; batch: number; acks: number; queries: number; store: string; parts: string; data: string };
+const parts = new Set(args.parts.split(','));
 const quiet = { info: () => undefined, warn: (o: object, m: string) => console.error('warn', m, JSON.stringify(o).slice(0, 300)), error: (o: object, m: string) => console.error('error', m, JSON.stringify(o).slice(0, 300)) };
 const base = readFbin(path.join(args.data, 'base.fbin')) as { n: number; d: number; data: Float32Array };
 const queries = readFbin(path.join(args.data, 'query.fbin')) as { n: number; d: number; data: Float32Array };
@@ -33,12 +35,16 @@ const ms = (x: number): number => Math.round(x * 100) / 100;
 
 const s3 = await startS3Server({ bucket: 'bench' });
 const proxy = await startFaultProxy(s3.port);
+const memory = new Map<string, MemoryObjectStore>();
+const memoryStores = (part: string): MemoryObjectStore => memory.get(part) ?? memory.set(part, new MemoryObjectStore()).get(part)!;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-tier-bench-'));
 
-async function openNode(name: string): Promise<{ db: AkiDB; rt: TieringRuntime }> {
+/** A node on its own data dir; `part` is its key prefix in the bucket, so one part's collections stay out of another's recovery. */
+async function openNode(name: string, part: string): Promise<{ db: AkiDB; rt: TieringRuntime }> {
   const dataDir = path.join(tmp, name);
   const storage = { ...loadConfig({ env: {}, flags: {}, cwd: tmp }).config.storage, dlq: { max_size: 1000, ttl_days: 7, persistence_enabled: true, persistence_path: path.join(dataDir, 'dlq.json'), flush_interval_seconds: 60 } };
-  const store = new S3ObjectStore({ bucket: 'bench', endpoint: proxy.endpoint, credentials: s3.credentials, requestTimeoutMs: 30_000 });
+  // --store memory: the same pipeline without the S3 server's own CPU cost (it shares this machine's cores).
+  const store = args.store === 'memory' ? memoryStores(part) : new S3ObjectStore({ bucket: `bench/${part}`, endpoint: proxy.endpoint, credentials: s3.credentials, requestTimeoutMs: 30_000 });
   const rt = await TieringRuntime.start({ store, storeDescription: 'bench', storage, logger: quiet, metrics: null });
   const db = await AkiDB.open({ dataDir, tiering: rt, logger: quiet });
   return { db, rt };
@@ -55,12 +61,14 @@ async function ingest(col: Collection): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-const results: Record<string, unknown> = { date: new Date().toISOString(), machine: `${os.cpus().length} x ${os.cpus()[0]?.model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`, n, d, batch: args.batch };
+const results: Record<string, unknown> = { date: new Date().toISOString(), machine: `${os.cpus().length} x ${os.cpus()[0]?.model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`, n, d, batch: args.batch, store: args.store };
 
 // ------------------------------------------------------------------ 1. ingest
-{
-  const { db, rt } = await openNode('ingest');
-  for (const policy of ['Memory', 'MemoryS3'] as const) {
+if (parts.has('ingest')) {
+  // Each run on its own node, waiting out its index builds afterwards, in alternating order:
+  // one run's background work must not slow the next.
+  for (const [round, policy] of (['Memory', 'MemoryS3', 'Memory', 'MemoryS3'] as const).entries()) {
+    const { db, rt } = await openNode(`ingest-${round}`, 'ingest');
     const col = await db.createCollection({ name: `ingest-${policy}`, dimension: d, tieringPolicy: policy });
     const lag: number[] = [];
     const sampler = setInterval(() => lag.push(rt.replication(col.info.collectionId)?.lagMs ?? 0), 100);
@@ -70,7 +78,7 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), machi
     const caughtUpMs = performance.now() - t1;
     clearInterval(sampler);
     const r = rt.replication(col.info.collectionId);
-    results[`ingest_${policy}`] = {
+    const out = {
       vectors_per_s: Math.round(n / seconds),
       seconds: ms(seconds),
       max_lag_ms_during: Math.max(0, ...lag),
@@ -79,15 +87,17 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), machi
       objects_stored: r?.objectsStored ?? 0,
       mb_stored: r ? ms(r.bytesStored / 1e6) : 0,
     };
-    console.log(policy, JSON.stringify(results[`ingest_${policy}`]));
+    results[`ingest_${round}_${policy}`] = out;
+    console.log(round, policy, JSON.stringify(out));
+    await col.waitForIndexing();
+    await rt.stop(60_000);
+    await db.close();
   }
-  await rt.stop(30_000);
-  await db.close();
 }
 
 // ------------------------------------------------------------------ 2. S3Only acknowledgement latency
-{
-  const { db, rt } = await openNode('acks');
+if (parts.has('acks')) {
+  const { db, rt } = await openNode('acks', 'acks');
   const col = await db.createCollection({ name: 'acks', dimension: d, tieringPolicy: 'S3Only' });
   await col.upsert([{ id: 'warm', vector: row(0) }]);
   proxy.delay(50);
@@ -124,8 +134,8 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), machi
 }
 
 // ------------------------------------------------------------------ 3. S3Only queries
-{
-  const { db, rt } = await openNode('s3only-src');
+if (parts.has('queries')) {
+  const { db, rt } = await openNode('s3only-src', 'queries');
   const col = await db.createCollection({ name: 'q', dimension: d, tieringPolicy: 'S3Only' });
   const ingestS = await ingest(col);
   await col.flush();
@@ -135,7 +145,7 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), machi
   await db.close();
 
   // A new node with an empty data dir: everything comes from the bucket.
-  const node = await openNode('s3only-new');
+  const node = await openNode('s3only-new', 'queries');
   const tr = performance.now();
   await node.rt.recover(node.db);
   const restoreMs = performance.now() - tr;

@@ -192,6 +192,26 @@ describe('TieringRuntime', () => {
     await expect(db.setTieringPolicy(s3only.info.collectionId, 'Memory')).rejects.toMatchObject({ code: 'TIER_UNAVAILABLE' });
   });
 
+  it('recovery restores the newer of two collections that share a name in one bucket, and every other one', async () => {
+    const store = new MemoryObjectStore();
+    const ids: string[] = [];
+    for (const docs of [1, 2]) {
+      const { db } = await openNode(store);
+      const col = await db.createCollection({ name: 'same', dimension: 4, tieringPolicy: 'S3Only' });
+      await col.upsert(Array.from({ length: docs }, (_, i) => ({ id: `d${i}`, vector: vec(i) })));
+      ids.push(col.info.collectionId);
+      await sleep(5); // distinct createdAt
+    }
+    const { db: other } = await openNode(store);
+    await (await other.createCollection({ name: 'other', dimension: 4, tieringPolicy: 'S3Only' })).upsert([{ id: 'o', vector: vec(1) }]);
+    const { rt, db } = await openNode(store);
+    const restored = await rt.recover(db);
+    expect(restored.map((r) => r.name).sort()).toEqual(['other', 'same']);
+    const same = await db.getCollection('same');
+    expect(same.info.collectionId).toBe(ids[1]);
+    expect(same.stats().documents).toBe(2);
+  });
+
   it('without an object store only Memory collections can be created', async () => {
     const db = await AkiDB.open({ dataDir: tempDir(), logger: quiet });
     try {

@@ -133,19 +133,31 @@ export class TieringRuntime implements TieringHooks {
     const known = new Map(db.allCollections().map((r) => [r.collectionId, r]));
     const names = new Set([...known.values()].map((r) => `${r.tenant}/${r.database}/${r.name}`));
     const restored: { collectionId: string; name: string; manifestVersion: number; walFiles: number }[] = [];
-    for (const remote of await listRemoteCollections(this.store, COLLECTIONS_PREFIX)) {
+    // Newest first: when two collections in the bucket share a name (two nodes wrote to one
+    // bucket), the newer is restored and the other reported.
+    const remotes = (await listRemoteCollections(this.store, COLLECTIONS_PREFIX)).sort((a, b) => (a.record.createdAt < b.record.createdAt ? 1 : -1));
+    for (const remote of remotes) {
       if (known.has(remote.collectionId)) continue;
       const r = remote.record;
-      if (names.has(`${r.tenant}/${r.database}/${r.name}`)) {
-        this.#o.logger.warn({ collectionId: r.collectionId, tenant: r.tenant, database: r.database, name: r.name }, 'Not restoring a collection from the object store: a local collection has its name');
+      const name = `${r.tenant}/${r.database}/${r.name}`;
+      if (names.has(name)) {
+        this.#o.logger.warn({ collectionId: r.collectionId, tenant: r.tenant, database: r.database, name: r.name }, 'Not restoring a collection from the object store: another collection has its name (restored or local)');
         continue;
       }
       const dir = db.collectionDir(remote.collectionId);
-      await rm(dir, { recursive: true, force: true });
-      const res = await restoreCollection(this.store, remote.prefix, dir, { logger: this.#o.logger });
-      db.adoptCollection({ ...res.record, tieringPolicy: res.record.tieringPolicy ?? 'MemoryS3' });
-      restored.push({ collectionId: r.collectionId, name: r.name, manifestVersion: res.manifestVersion, walFiles: res.walFiles });
-      this.#o.logger.info({ collectionId: r.collectionId, tenant: r.tenant, database: r.database, name: r.name, manifestVersion: res.manifestVersion, segments: res.segments, walFiles: res.walFiles, gaps: res.gaps.length }, 'Restored a collection from the object store');
+      try {
+        await rm(dir, { recursive: true, force: true });
+        const res = await restoreCollection(this.store, remote.prefix, dir, { logger: this.#o.logger });
+        db.adoptCollection({ ...res.record, tieringPolicy: res.record.tieringPolicy ?? 'MemoryS3' });
+        names.add(name);
+        restored.push({ collectionId: r.collectionId, name: r.name, manifestVersion: res.manifestVersion, walFiles: res.walFiles });
+        this.#o.logger.info({ collectionId: r.collectionId, tenant: r.tenant, database: r.database, name: r.name, manifestVersion: res.manifestVersion, segments: res.segments, walFiles: res.walFiles, gaps: res.gaps.length }, 'Restored a collection from the object store');
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+        // A store that stops answering fails the whole recovery (the caller retries); one bad collection does not.
+        if (err instanceof ObjectStoreError && err.kind === 'transient') throw err;
+        this.#o.logger.error({ collectionId: r.collectionId, name, err: String(err) }, 'Could not restore a collection from the object store; the others are restored');
+      }
     }
     return restored;
   }
