@@ -58,6 +58,7 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'storage.s3_secret_key', type: 'string', default: '', env: 'AKIDB_S3_SECRET_KEY', secret: true, help: 'Secret access key, with `s3_access_key`. Never logged or printed.' },
   { key: 'storage.s3_request_timeout_seconds', type: 'number', default: 10, min: 0.1, max: 600, help: 'Longest wait for one object-store request (to the response headers, or between body bytes); past it the call fails as transient.' },
   { key: 'storage.s3_sync_interval_ms', type: 'integer', default: 1000, min: 10, max: 60_000, help: 'MemoryS3: how often each collection ships what changed (WAL bytes, new segments and manifests). The upload lag is this plus the upload time while the store is healthy.' },
+  { key: 'storage.max_upload_lag_seconds', type: 'number', default: 5, min: 0, max: 86_400, help: 'MemoryS3: when a collection\'s upload lag passes this while the circuit is closed, its writes wait (up to 30 s each) for the uploads to catch up, so a write burst cannot outrun the bucket. While the circuit is open writes never wait and the lag grows (alert on it). 0: never wait.' },
   { key: 'storage.s3only_group_commit_ms', type: 'integer', default: 0, min: 0, max: 1000, help: 'S3Only: how long the WAL waits before writing a group, to gather concurrent writes into one stored object. 0 (default) waits for nothing: writes arriving while an upload is in flight join the next group anyway.' },
   { key: 'storage.s3only_ack_timeout_seconds', type: 'number', default: 10, min: 0.1, max: 600, help: 'S3Only: longest a write waits for its WAL batch to be stored, retries included, before it is refused with 503 STORE_UNAVAILABLE (and rolled back).' },
   { key: 'storage.cache_size', type: 'integer', default: 10000, min: 0, max: 1_000_000_000, help: 'S3Only RAM cache size in vectors (seed 000). Accepted for compatibility: in this release an S3Only collection keeps a full local copy of its segments, so reads never wait for the object store and this has no effect.' },
@@ -116,6 +117,7 @@ export interface AkiConfig {
     s3_secret_key: string;
     s3_request_timeout_seconds: number;
     s3_sync_interval_ms: number;
+    max_upload_lag_seconds: number;
     s3only_group_commit_ms: number;
     s3only_ack_timeout_seconds: number;
     cache_size: number;

@@ -19,6 +19,7 @@ export class TieringMetrics {
   readonly s3PermanentFailures: Counter<'collection_id'>;
   readonly inserts: Counter<'collection_id'>;
   readonly compactions: Counter<'collection_id'>;
+  readonly uploadBackpressure: Counter<'collection_id'>;
   readonly lastSnapshot: Gauge<'collection_id'>;
   readonly cacheHits: Counter<'collection_id'>;
   readonly cacheMisses: Counter<'collection_id'>;
@@ -35,6 +36,7 @@ export class TieringMetrics {
     this.s3Uploads = new Counter({ name: 'storage_s3_uploads', help: 'Objects stored in the object store', labelNames: ['collection_id'], registers });
     this.s3Retries = new Counter({ name: 'storage_s3_retries', help: 'Object-store uploads retried after a transient failure', labelNames: ['collection_id'], registers });
     this.s3PermanentFailures = new Counter({ name: 'storage_s3_permanent_failures', help: 'Uploads given up (permanent failure or retries exhausted) and sent to the dead-letter queue', labelNames: ['collection_id'], registers });
+    this.uploadBackpressure = new Counter({ name: 'storage_upload_backpressure_waits', help: 'MemoryS3 write groups held because the upload lag was over max_upload_lag_seconds', labelNames: ['collection_id'], registers });
     this.compactions = new Counter({ name: 'storage_compactions', help: 'Merges of segments', labelNames: ['collection_id'], registers });
     this.lastSnapshot = new Gauge({ name: 'storage_last_snapshot_timestamp', help: 'Unix time (seconds) of the newest manifest stored in the object store', labelNames: ['collection_id'], registers });
     this.cacheHits = new Counter({ name: 'storage_cache_hits', help: 'Segment reads served from the local cache (S3Only)', labelNames: ['collection_id'], registers });

@@ -212,6 +212,36 @@ describe('TieringRuntime', () => {
     expect(same.stats().documents).toBe(2);
   });
 
+  it('MemoryS3 backpressure: writes wait while the lag is over max_upload_lag_seconds and the store is taking uploads, never while it refuses them', async () => {
+    const store = new MemoryObjectStore();
+    const { db, rt } = await openNode(store, { max_upload_lag_seconds: 0.3 });
+    const col = await db.createCollection({ name: 'b', dimension: 4, tieringPolicy: 'MemoryS3' });
+    const id = col.info.collectionId;
+    // A slow store: every put takes 150 ms, one upload at a time, so a write burst outruns it.
+    rt.applySettings({ s3Upload: { batchSize: 1, maxConcurrency: 1, compression: 'none' } });
+    store.faults.latency(150, { operations: ['put'] });
+    let maxLag = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < 150; i++) {
+      await col.upsert([{ id: `d${i}`, vector: vec(i) }]);
+      maxLag = Math.max(maxLag, rt.replication(id)!.lagMs);
+      await sleep(2);
+    }
+    const held = performance.now() - t0;
+    // Bound 300 ms, plus a sync interval and one upload in flight.
+    expect(maxLag).toBeLessThan(300 + 20 + 150 + 200);
+    // Unheld, 150 writes take well under a second here; held, they wait for the 150 ms uploads.
+    expect(held).toBeGreaterThan(1500);
+
+    // A store refusing every upload (403) takes none: writes go through at once and the lag grows.
+    store.faults.reset();
+    store.faults.failWith(403, { operations: ['put'] });
+    await sleep(2100);
+    const t1 = performance.now();
+    for (let i = 0; i < 20; i++) await col.upsert([{ id: `e${i}`, vector: vec(i) }]);
+    expect(performance.now() - t1).toBeLessThan(1000);
+  });
+
   it('without an object store only Memory collections can be created', async () => {
     const db = await AkiDB.open({ dataDir: tempDir(), logger: quiet });
     try {

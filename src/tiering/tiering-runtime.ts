@@ -13,7 +13,7 @@ import { CollectionReplicator, walChunkKey, walEndKey, type ReplicationStats } f
 import { DeadLetterQueue, DlqFlushService, type DlqEntry } from './dead-letter-queue.js';
 import { listRemoteCollections, restoreCollection } from './restore-collection.js';
 import { backoffMs } from './retry-policy.js';
-import { UploadWorker } from './upload-worker.js';
+import { UploadWorker, type UploadObserver } from './upload-worker.js';
 
 /** Where every replicated collection lives in the store: `collections/<id>/`. */
 export const COLLECTIONS_PREFIX = 'collections/';
@@ -66,6 +66,7 @@ export class TieringRuntime implements TieringHooks {
   readonly #deletions = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   #stopped = false;
+  #lastUploadAt = 0;
 
   private constructor(o: TieringRuntimeOptions, dlq: DeadLetterQueue<unknown>) {
     this.#o = o;
@@ -92,7 +93,7 @@ export class TieringRuntime implements TieringHooks {
       gate: this.breaker,
       deadLetters: dlq,
       logger: o.logger,
-      ...(o.metrics ? { observer: o.metrics.uploadObserver() } : {}),
+      observer: this.#observer(o.metrics),
     });
     this.#runner = new ServiceRunner(o.logger);
     if (o.metrics) {
@@ -100,6 +101,18 @@ export class TieringRuntime implements TieringHooks {
       o.metrics.bindDeadLetterQueue(dlq);
       o.metrics.bindUploadWorker(this.worker);
     }
+  }
+
+  /** The metrics' upload observer, plus the time of the last stored upload (backpressure needs to know the store is taking uploads). */
+  #observer(metrics: TieringMetrics | null): UploadObserver {
+    const m = metrics?.uploadObserver() ?? {};
+    return {
+      ...m,
+      uploaded: (collectionId, bytes) => {
+        this.#lastUploadAt = Date.now();
+        m.uploaded?.(collectionId, bytes);
+      },
+    };
   }
 
   /** Load the dead-letter queue from its file, then start the upload worker and the DLQ flusher. */
@@ -165,8 +178,37 @@ export class TieringRuntime implements TieringHooks {
   // ------------------------------------------------------------------ engine hooks
 
   walHooks(rec: CollectionRecord): Pick<WalOptions, 'commitHook' | 'groupCommitMs'> {
-    if (rec.tieringPolicy !== 'S3Only') return {};
-    return { commitHook: (chunk) => this.#storeWalGroup(rec, chunk), groupCommitMs: this.#o.storage.s3only_group_commit_ms };
+    if (rec.tieringPolicy === 'S3Only') return { commitHook: (chunk) => this.#storeWalGroup(rec, chunk), groupCommitMs: this.#o.storage.s3only_group_commit_ms };
+    // Memory collections get the hook too: one may move to MemoryS3 while open.
+    if (this.#o.storage.max_upload_lag_seconds > 0) return { commitHook: () => this.#holdWhileLagging(rec.collectionId) };
+    return {};
+  }
+
+  /**
+   * MemoryS3 backpressure: while the collection's upload lag is over `max_upload_lag_seconds` and
+   * the store is taking uploads, just not fast enough (circuit closed, an upload stored in the last
+   * 2 s), hold the WAL group
+   * (and so every write behind it) until the lag is back under the bound, for at most 30 s. During
+   * an outage (circuit open or half-open) writes never wait: the lag grows and is reported.
+   */
+  async #holdWhileLagging(collectionId: string): Promise<void> {
+    const replica = this.#replicas.get(collectionId);
+    if (!replica) return;
+    const boundMs = this.#o.storage.max_upload_lag_seconds * 1000;
+    const giveUpAt = Date.now() + 30_000;
+    let waited = false;
+    // Only while the store is taking uploads: with every upload refused (403, an outage the breaker has
+    // not caught yet) waiting would stall writes without shrinking the lag.
+    const storeTaking = (): boolean => this.breaker.state === 'closed' && Date.now() - this.#lastUploadAt < 2000;
+    while (replica.replicator.lagMs() > boundMs && storeTaking() && !this.#stopped && this.#replicas.get(collectionId) === replica) {
+      if (Date.now() >= giveUpAt) {
+        this.#o.logger.warn({ collectionId, lagMs: replica.replicator.lagMs(), boundMs }, 'Upload lag stayed over max_upload_lag_seconds for 30 s; letting writes through');
+        return;
+      }
+      waited = true;
+      await sleep(20);
+    }
+    if (waited) this.#o.metrics?.uploadBackpressure.inc({ collection_id: collectionId });
   }
 
   attach(col: Collection, rec: CollectionRecord, dir: string): void {
