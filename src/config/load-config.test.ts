@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 import { renderConfigTable, renderExampleToml } from './config-docs.js';
 import { CONFIG_SCHEMA } from './config-schema.js';
-import { ConfigError, loadConfig } from './load-config.js';
+import { ConfigError, loadConfig, redactConfig } from './load-config.js';
 
 const tempDir = useTempDirs('akidb-config-');
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -18,6 +18,32 @@ function problemsOf(fn: () => unknown): readonly string[] {
   }
   throw new Error('expected a ConfigError');
 }
+
+describe('object-store settings', () => {
+  it('credentials never appear in sources or in the printable config; cross-checks name every problem', () => {
+    const cwd = tempDir();
+    const { config, sources } = loadConfig({ cwd, env: { AKIDB_S3_BUCKET: 's3://bkt/pre', AKIDB_S3_ACCESS_KEY: 'AKIDEXAMPLE', AKIDB_S3_SECRET_KEY: 'very-secret-value', AKIDB_TIERING_POLICY: 'MemoryS3' } });
+    expect(config.storage).toMatchObject({ s3_bucket: 's3://bkt/pre', s3_secret_key: 'very-secret-value', tiering_policy: 'MemoryS3' });
+    expect(JSON.stringify(sources)).not.toContain('very-secret-value');
+    const printable = JSON.stringify(redactConfig(config));
+    expect(printable).not.toContain('very-secret-value');
+    expect(printable).not.toContain('AKIDEXAMPLE');
+    expect(printable).toContain('"s3_secret_key":"***"');
+
+    let err: unknown;
+    try {
+      loadConfig({ cwd, env: { AKIDB_TIERING_POLICY: 'S3Only', AKIDB_S3_SECRET_KEY: 'x', AKIDB_S3_ENDPOINT: 'ftp://nope' } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems.join('\n');
+    expect(problems).toContain('S3Only needs an object store');
+    expect(problems).toContain('set both');
+    expect(problems).toContain('storage.s3_endpoint');
+    expect(problems).not.toContain('AKIDB_S3_SECRET_KEY=x');
+  });
+});
 
 describe('loadConfig', () => {
   it('gives every default when nothing is set, and freezes the result', () => {
