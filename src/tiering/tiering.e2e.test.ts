@@ -540,6 +540,44 @@ describe('dead-letter queue bounds and durability', () => {
   );
 });
 
+describe('concurrent writers', () => {
+  it(
+    'eight clients writing at once to a MemoryS3 and an S3Only collection (test_e2e_parallel_uploads_concurrent): every acknowledged document is in the bucket, and a new node has them all',
+    async () => {
+      const stack = await startStack();
+      const server = await startNode(stack, newDir('data'));
+      await createCollection(server, 'par-ms3', 8, 'MemoryS3');
+      await createCollection(server, 'par-s3o', 8, 'S3Only');
+      const written = new Map<string, WireDoc[]>([
+        ['par-ms3', []],
+        ['par-s3o', []],
+      ]);
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, client) => {
+          for (let round = 0; round < 10; round++) {
+            for (const name of ['par-ms3', 'par-s3o']) {
+              // Index ranges apart per client: vectors are distinct by their index.
+              const docs = makeDocs(`${name}-c${client}`, 5, 8, client * 1000 + round * 5);
+              await upsert(server, name, docs);
+              written.get(name)!.push(...docs);
+            }
+          }
+        }),
+      );
+      for (const [name, docs] of written) expect(await documentCount(server, name)).toBe(docs.length);
+      const lastWrite = Date.now();
+      await waitDrained(server, 'par-ms3', lastWrite);
+      await waitDrained(server, 'par-s3o', lastWrite);
+      const dr = await killAndRecover(stack, server);
+      for (const [name, docs] of written) {
+        expect(await documentCount(dr, name)).toBe(docs.length);
+        await expectDocs(dr, name, docs, scope(), [0, docs.length - 1]);
+      }
+    },
+    TEST_TIMEOUT,
+  );
+});
+
 describe('disaster recovery', () => {
   it(
     'a new node with an empty data dir restores every MemoryS3 and S3Only collection (any tenant/database) with its id, policy, dimension and documents; Memory and dropped collections are not restored',
