@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Catalog, TIERING_POLICIES, type CollectionRecord, type TieringPolicy } from '../catalog/catalog.js';
@@ -42,7 +43,16 @@ export interface TieringHooks {
   attach(col: Collection, rec: CollectionRecord, dir: string): void;
   /** The collection was dropped: stop shipping it and delete its remote copy. */
   dropped(rec: CollectionRecord): Promise<void>;
+  /** Before an evicted collection opens: put its files back in `dir` (from the bucket); returns true when it did. */
+  fetchEvicted?(rec: CollectionRecord, dir: string): Promise<boolean>;
+  /** The collection is being evicted: stop shipping it (its remote copy stays: it is the collection now). */
+  evicting?(rec: CollectionRecord): Promise<void>;
+  /** An open collection was looked up (a cache hit, for S3Only ones). */
+  touched?(collectionId: string): void;
 }
+
+/** The file an evicted collection's directory holds instead of its data (which lives in the bucket). */
+export const EVICTED_MARKER = 'EVICTED';
 
 /** What `createCollection` takes. */
 export interface CreateCollectionSpec {
@@ -102,6 +112,7 @@ export class AkiDB {
   /** collection_id by tenant / database / name, for collections opened by name: saves two catalog queries a request. Only this process changes the catalog (LOCK), so entries go stale only through `_dropCollection`, which removes them. */
   readonly #idByName = new Map<string, string>();
   readonly #lockFile: string;
+  readonly #lastUsed = new Map<string, number>();
   readonly #tiering: TieringHooks | undefined;
   readonly defaultTieringPolicy: TieringPolicy;
   #closed = false;
@@ -248,7 +259,40 @@ export class AkiDB {
 
   /** Open every collection now (replaying WALs), rather than on first use; a server does this before it reports ready. */
   async openAll(): Promise<Collection[]> {
-    return Promise.all(this.allCollections().map((rec) => this.#openCollection(rec)));
+    // Evicted collections stay in the bucket until they are used.
+    return Promise.all(this.allCollections().filter((rec) => !this.isEvicted(rec.collectionId)).map((rec) => this.#openCollection(rec)));
+  }
+
+  /** True while an S3Only collection's local copy is evicted (its data is only in the bucket). */
+  isEvicted(collectionId: string): boolean {
+    return existsSync(path.join(this.#collectionDir(collectionId), EVICTED_MARKER));
+  }
+
+  /** When each open collection was last looked up (epoch ms), for cache eviction. */
+  lastUsed(collectionId: string): number | undefined {
+    return this.#lastUsed.get(collectionId);
+  }
+
+  /**
+   * Evict an open S3Only collection's local copy: close it, stop shipping it, delete its files and
+   * leave EVICTED_MARKER; its next use fetches it from the bucket again. The caller checks that the
+   * bucket holds everything (the replicator is caught up) and that the collection is idle: a
+   * request still holding it would get CLOSED.
+   */
+  async evictCollection(collectionId: string): Promise<void> {
+    this.#checkOpen();
+    const rec = this.#catalog.getCollectionById(collectionId);
+    if (!rec || rec.tieringPolicy !== 'S3Only') throw new AkiError('INVALID_ARGUMENT', { collectionId }, 'Only S3Only collections can be evicted');
+    const opening = this.#open.get(collectionId);
+    this.#open.delete(collectionId);
+    this.#lastUsed.delete(collectionId);
+    const col = await opening?.catch(() => null);
+    await col?.close();
+    await this.#tiering?.evicting?.(rec);
+    const dir = this.#collectionDir(collectionId);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, EVICTED_MARKER), `${new Date().toISOString()}\n`);
+    for (const name of await readdir(dir)) if (name !== EVICTED_MARKER) await rm(path.join(dir, name), { recursive: true, force: true });
   }
 
   /** The collections opened so far (by `openAll` or by use). */
@@ -332,7 +376,11 @@ export class AkiDB {
     const key = `${tenant}\u0000${database}\u0000${name}`;
     const id = this.#idByName.get(key);
     const opened = id === undefined ? undefined : this.#open.get(id);
-    if (opened) return opened;
+    if (opened) {
+      this.#lastUsed.set(id!, Date.now());
+      this.#tiering?.touched?.(id!);
+      return opened;
+    }
     const n = validateName('collection', name);
     this.#catalog.requireDatabase(tenant, database);
     const rec = this.#catalog.getCollection(tenant, database, n);
@@ -377,7 +425,9 @@ export class AkiDB {
   }
 
   #openCollection(rec: CollectionRecord): Promise<Collection> {
+    this.#lastUsed.set(rec.collectionId, Date.now());
     let p = this.#open.get(rec.collectionId);
+    if (p) this.#tiering?.touched?.(rec.collectionId);
     if (!p) {
       const info = { collectionId: rec.collectionId, name: rec.name, tenant: rec.tenant, database: rec.database, dimension: rec.dimension, metric: rec.metric, index: rec.index, createdAt: rec.createdAt, tieringPolicy: rec.tieringPolicy };
       const dir = this.#collectionDir(rec.collectionId);
@@ -385,7 +435,8 @@ export class AkiDB {
       if (rec.tieringPolicy !== 'Memory' && !tiering) {
         return Promise.reject(new AkiError('TIER_UNAVAILABLE', { collectionId: rec.collectionId, tieringPolicy: rec.tieringPolicy }, `Collection ${rec.name} is ${rec.tieringPolicy}, and this database has no object store configured`));
       }
-      p = Collection.open(info, dir, this.options, tiering ? tiering.walHooks(rec, dir) : {}).then((col) => {
+      const fetched = tiering?.fetchEvicted && this.isEvicted(rec.collectionId) ? tiering.fetchEvicted(rec, dir) : Promise.resolve(false);
+      p = fetched.then(() => Collection.open(info, dir, this.options, tiering ? tiering.walHooks(rec, dir) : {})).then((col) => {
         tiering?.attach(col, rec, dir);
         return col;
       });

@@ -100,6 +100,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     }
     const opened = await db.openAll();
     logger.info({ dataDir: db.dataDir, collections: opened.length }, 'Opened collections');
+    tiering?.startCacheTrimmer(db);
     const adminAddress = config.admin.bind_address !== '' && config.admin.enabled ? parseHostPort(config.admin.bind_address) : null;
     if (mode !== 'grpc') {
       rest = await buildRestServer({ db, config, logger, metrics, state, tiering, routes: adminAddress ? 'api' : 'all' });

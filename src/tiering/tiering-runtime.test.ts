@@ -167,6 +167,75 @@ describe('S3Only write path', () => {
   });
 });
 
+describe('S3Only local cache', () => {
+  it('evicts idle, fully stored S3Only collections past cache_size (LRU), and fetches one back whole on its next use', async () => {
+    const store = new MemoryObjectStore();
+    const { db, rt } = await openNode(store, { cache_size: 30 });
+    const names = ['a', 'b', 'c'];
+    for (const name of names) {
+      const col = await db.createCollection({ name, dimension: 4, tieringPolicy: 'S3Only' });
+      await col.upsert(Array.from({ length: 20 }, (_, i) => ({ id: `${name}${i}`, vector: vec(i) })));
+    }
+    const memory = await db.createCollection({ name: 'm', dimension: 4 });
+    await memory.upsert(Array.from({ length: 50 }, (_, i) => ({ id: `m${i}`, vector: vec(i) })));
+    // Not idle yet: nothing is evicted.
+    expect(await rt.trimCache(db, 60_000)).toEqual([]);
+    await db.getCollection('c'); // most recently used
+    // Wait until every write is in the bucket (segments and manifests follow the WAL groups).
+    for (let i = 0; i < 200; i++) {
+      const settled = (await db.openCollections()).filter((c) => c.info.tieringPolicy === 'S3Only').every((c) => rt.replication(c.info.collectionId)?.pendingObjects === 0 && rt.replication(c.info.collectionId)?.lagMs === 0);
+      if (settled) break;
+      await sleep(20);
+    }
+    const idA = (await db.getCollection('a')).info.collectionId;
+    await sleep(5);
+    await db.getCollection('b');
+    await sleep(5);
+    await db.getCollection('c');
+    // 60 vectors, room for 30: the two least recently used go (a, then b); c stays; the Memory collection is never evicted.
+    const evicted = await rt.trimCache(db, 0);
+    expect(evicted).toHaveLength(2);
+    expect(evicted[0]).toBe(idA);
+    expect(db.isEvicted(idA)).toBe(true);
+    expect(readdirSync(db.collectionDir(idA))).toEqual(['EVICTED']);
+    expect((await db.openCollections()).map((c) => c.name).sort()).toEqual(['c', 'm']);
+
+    // Next use fetches it back whole; it takes writes, and those reach the bucket again.
+    const a = await db.getCollection('a');
+    expect(db.isEvicted(idA)).toBe(false);
+    expect(a.stats().documents).toBe(20);
+    expect((await a.get(['a0', 'a19'])).map((d) => d?.id)).toEqual(['a0', 'a19']);
+    await a.upsert([{ id: 'a-new', vector: vec(7) }]);
+    expect(rt.cacheStats()).toMatchObject({ misses: 1, evictions: 2 });
+    expect(rt.cacheStats().hits).toBeGreaterThan(0);
+
+    // After a restart an evicted collection stays in the bucket until used.
+    const idB = evicted[1]!;
+    await db.close();
+    const db2 = await AkiDB.open({ dataDir: db.dataDir, tiering: rt, logger: quiet });
+    running.push({ rt, db: db2 });
+    await db2.openAll();
+    expect(db2.isEvicted(idB)).toBe(true);
+    expect((await db2.getCollection('b')).stats().documents).toBe(20);
+  });
+
+  it('a fetch while the store is down answers STORE_UNAVAILABLE and leaves the collection evicted, not empty', async () => {
+    const store = new MemoryObjectStore();
+    const { db, rt } = await openNode(store, { cache_size: 0 });
+    const col = await db.createCollection({ name: 'x', dimension: 4, tieringPolicy: 'S3Only' });
+    await col.upsert([{ id: 'x1', vector: vec(1) }]);
+    await db.createCollection({ name: 'y', dimension: 4, tieringPolicy: 'S3Only' });
+    for (let i = 0; i < 200 && (rt.replication(col.info.collectionId)?.pendingObjects !== 0 || rt.replication(col.info.collectionId)?.lagMs !== 0); i++) await sleep(20);
+    await db.getCollection('y');
+    expect(await rt.trimCache(db, 0)).toEqual([col.info.collectionId]);
+    store.faults.failWith(503);
+    await expect(db.getCollection('x')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(db.isEvicted(col.info.collectionId)).toBe(true);
+    store.faults.reset();
+    expect((await db.getCollection('x')).stats().documents).toBe(1);
+  });
+});
+
 describe('TieringRuntime', () => {
   it('moves a collection between Memory and MemoryS3; S3Only is refused both ways; a drop deletes the remote copy', async () => {
     const store = new MemoryObjectStore();

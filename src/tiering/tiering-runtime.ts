@@ -1,8 +1,10 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rename, rm, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import type { CollectionRecord, TieringPolicy } from '../catalog/catalog.js';
 import type { AkiConfig } from '../config/config-schema.js';
 import type { Collection } from '../engine/collection.js';
-import type { AkiDB, TieringHooks } from '../engine/database.js';
+import { EVICTED_MARKER, type AkiDB, type TieringHooks } from '../engine/database.js';
+import { fsyncDir } from '../storage/fs-util.js';
 import { AkiError } from '../errors.js';
 import { ObjectStoreError, type ObjectStore } from '../objectstore/object-store.js';
 import type { TieringMetrics } from '../observability/tiering-metrics.js';
@@ -67,6 +69,7 @@ export class TieringRuntime implements TieringHooks {
   readonly #abort = new AbortController();
   #stopped = false;
   #lastUploadAt = 0;
+  readonly #cache = { hits: 0, misses: 0, evictions: 0 };
 
   private constructor(o: TieringRuntimeOptions, dlq: DeadLetterQueue<unknown>) {
     this.#o = o;
@@ -251,6 +254,95 @@ export class TieringRuntime implements TieringHooks {
     await replica?.stop(0);
     await this.worker.cancel(rec.collectionId);
     this.dlq.clear(rec.collectionId);
+  }
+
+  // ------------------------------------------------------------------ S3Only local cache
+
+  touched(collectionId: string): void {
+    if (this.#replicas.get(collectionId)?.rec.tieringPolicy !== 'S3Only') return;
+    this.#cache.hits += 1;
+    this.#o.metrics?.cacheHits.inc({ collection_id: collectionId });
+  }
+
+  /** S3Only lookups served by a local copy (hits) and fetched from the bucket (misses), since start. */
+  cacheStats(): { hits: number; misses: number; evictions: number } {
+    return { ...this.#cache };
+  }
+
+  async evicting(rec: CollectionRecord): Promise<void> {
+    const replica = this.#replicas.get(rec.collectionId);
+    this.#replicas.delete(rec.collectionId);
+    await replica?.stop(0);
+  }
+
+  /**
+   * Fetch an evicted S3Only collection back from the bucket (a cache miss). Restored beside the
+   * directory first, then moved in; the EVICTED marker goes last, so a crash midway leaves a
+   * collection that is still evicted (and fetched again), never an empty one.
+   */
+  async fetchEvicted(rec: CollectionRecord, dir: string): Promise<boolean> {
+    const t0 = performance.now();
+    const staging = `${dir}.fetch`;
+    try {
+      await rm(staging, { recursive: true, force: true });
+      await restoreCollection(this.store, `${COLLECTIONS_PREFIX}${rec.collectionId}/`, staging, { logger: this.#o.logger });
+      for (const name of await readdir(dir)) if (name !== EVICTED_MARKER) await rm(path.join(dir, name), { recursive: true, force: true });
+      for (const name of await readdir(staging)) await rename(path.join(staging, name), path.join(dir, name));
+      await fsyncDir(dir);
+      await unlink(path.join(dir, EVICTED_MARKER));
+      await fsyncDir(dir);
+      await rm(staging, { recursive: true, force: true });
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      throw new AkiError('STORE_UNAVAILABLE', { collectionId: rec.collectionId, reason: 'fetch' }, `Collection ${rec.name} is not cached locally and could not be fetched from the object store: ${String(err)}`, { cause: err });
+    }
+    this.#cache.misses += 1;
+    this.#o.metrics?.cacheMisses.inc({ collection_id: rec.collectionId });
+    this.#o.logger.info({ collectionId: rec.collectionId, name: rec.name, ms: Math.round(performance.now() - t0) }, 'Fetched an evicted S3Only collection from the object store');
+    return true;
+  }
+
+  /**
+   * Keep the S3Only collections open locally within `cache_size` vectors: evict the least recently
+   * used ones that have been idle for `idleMs` and whose every write is in the bucket (nothing
+   * pending, the WAL caught up, no end marker owed). The most recently used one always stays.
+   * Returns the ids evicted.
+   */
+  async trimCache(db: AkiDB, idleMs: number, now = Date.now()): Promise<string[]> {
+    const limit = this.#o.storage.cache_size;
+    const open = (await db.openCollections()).filter((c) => c.info.tieringPolicy === 'S3Only');
+    let total = open.reduce((n, c) => n + c.stats().documents, 0);
+    const evicted: string[] = [];
+    const byAge = open.map((c) => ({ c, used: db.lastUsed(c.info.collectionId) ?? 0 })).sort((a, b) => a.used - b.used);
+    for (const { c, used } of byAge.slice(0, -1)) {
+      if (total <= limit) break;
+      const id = c.info.collectionId;
+      const r = this.#replicas.get(id);
+      const stats = r?.replicator.stats();
+      const settled = stats !== undefined && stats.lagMs === 0 && stats.pendingObjects === 0 && r!.replicator.walCaughtUp() && (this.#owedEnds.get(id)?.length ?? 0) === 0;
+      if (now - used < idleMs || !settled) continue;
+      const documents = c.stats().documents;
+      await db.evictCollection(id);
+      total -= documents;
+      evicted.push(id);
+      this.#cache.evictions += 1;
+      this.#o.logger.info({ collectionId: id, name: c.name, documents, cacheSize: limit }, 'Evicted an idle S3Only collection from the local cache (it stays in the object store)');
+    }
+    return evicted;
+  }
+
+  /** Trim the cache every `intervalMs` until stopped. */
+  startCacheTrimmer(db: AkiDB, intervalMs = 5000, idleMs = 30_000): void {
+    this.#runner.start({
+      name: 's3only-cache',
+      run: async (signal) => {
+        while (!signal.aborted) {
+          await sleep(intervalMs, signal);
+          if (signal.aborted) break;
+          await this.trimCache(db, idleMs).catch((err: unknown) => this.#o.logger.warn({ err: String(err) }, 'Trimming the S3Only cache failed; will retry'));
+        }
+      },
+    });
   }
 
   // ------------------------------------------------------------------ S3Only write path

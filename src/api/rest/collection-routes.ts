@@ -202,11 +202,16 @@ export function registerTenantRoutes(app: FastifyInstance, ctx: RouteContext): v
       }
     }
     const t = ctx.tiering;
+    const evicted = db.allCollections().filter((r) => r.tieringPolicy === 'S3Only' && db.isEvicted(r.collectionId)).length;
     return {
       tiers,
+      s3only_evicted_collections: evicted,
       object_store: t ? { store: t.storeDescription, circuit_breaker: t.breaker.state, upload_queue: t.worker.queueSize, dlq_size: t.dlq.size } : null,
-      // Every S3Only read is served from the local copy in this release (see storage.cache_size).
-      cache: { hits: 0, misses: 0, hit_rate: null },
+      cache: (() => {
+        const c = t?.cacheStats();
+        if (!c) return null;
+        return { size_vectors: ctx.config.storage.cache_size, hits: c.hits, misses: c.misses, evictions: c.evictions, hit_rate: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : null };
+      })(),
     };
   });
 }
