@@ -85,7 +85,10 @@ describe('S3Only write path', () => {
     expect(remotes.map((r) => r.record.tieringPolicy)).toEqual(['S3Only']);
     const { rt, db: db2 } = await openNode(store);
     expect((await rt.recover(db2)).map((r) => r.collectionId)).toEqual([col.info.collectionId]);
+    // Registered, not fetched: the bucket is its home until it is used.
+    expect(db2.isEvicted(col.info.collectionId)).toBe(true);
     const restored = await db2.getCollection('c');
+    expect(db2.isEvicted(col.info.collectionId)).toBe(false);
     expect(restored.info.tieringPolicy).toBe('S3Only');
     expect(restored.stats().documents).toBe(5);
     for (let i = 0; i < 5; i++) expect((await restored.get([`d${i}`])).flatMap((d) => (d ? [d.id] : []))).toEqual([`d${i}`]);

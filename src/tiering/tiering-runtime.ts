@@ -1,4 +1,4 @@
-import { readdir, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CollectionRecord, TieringPolicy } from '../catalog/catalog.js';
 import type { AkiConfig } from '../config/config-schema.js';
@@ -140,12 +140,14 @@ export class TieringRuntime implements TieringHooks {
   // ------------------------------------------------------------------ disaster recovery
 
   /**
-   * Rebuild every collection the store holds that the catalog does not: restore its directory
-   * from the store, then add it to the catalog (creating its tenant and database). Run after
+   * Rebuild every collection the store holds that the catalog does not: restore a MemoryS3
+   * collection's directory from the store, register an S3Only one as evicted (fetched on first
+   * use), then add it to the catalog (creating its tenant and database). Run after
    * `AkiDB.open` and before `openAll`. A collection whose name is taken locally by another one
    * is skipped with a warning.
    */
   async recover(db: AkiDB): Promise<{ collectionId: string; name: string; manifestVersion: number; walFiles: number }[]> {
+    // MemoryS3 collections are restored whole (their home is the local disk); S3Only ones are registered evicted.
     const known = new Map(db.allCollections().map((r) => [r.collectionId, r]));
     const names = new Set([...known.values()].map((r) => `${r.tenant}/${r.database}/${r.name}`));
     const restored: { collectionId: string; name: string; manifestVersion: number; walFiles: number }[] = [];
@@ -163,6 +165,17 @@ export class TieringRuntime implements TieringHooks {
       const dir = db.collectionDir(remote.collectionId);
       try {
         await rm(dir, { recursive: true, force: true });
+        if (r.tieringPolicy === 'S3Only') {
+          // The bucket is an S3Only collection's home: register it as evicted; its first use fetches it.
+          await mkdir(dir, { recursive: true });
+          await writeFile(path.join(dir, EVICTED_MARKER), `${new Date().toISOString()}\n`);
+          await fsyncDir(dir);
+          db.adoptCollection(r);
+          names.add(name);
+          restored.push({ collectionId: r.collectionId, name: r.name, manifestVersion: 0, walFiles: 0 });
+          this.#o.logger.info({ collectionId: r.collectionId, tenant: r.tenant, database: r.database, name: r.name }, 'Registered an S3Only collection from the object store (fetched on first use)');
+          continue;
+        }
         const res = await restoreCollection(this.store, remote.prefix, dir, { logger: this.#o.logger });
         db.adoptCollection({ ...res.record, tieringPolicy: res.record.tieringPolicy ?? 'MemoryS3' });
         names.add(name);
