@@ -4,8 +4,9 @@
 //      lag sampled during and after the ingest;
 //   2. S3Only write acknowledgement p50 / p95 with the proxy adding 50 ms to every request
 //      (a model of S3's PUT latency), one writer and eight concurrent writers;
-//   3. S3Only queries: the restore of a 100k x 768 collection onto an empty node ("cold": the
-//      node has nothing local), the first query after it, and warm query latency.
+//   3. S3Only queries: recovery of a 100k x 768 collection onto an empty node (it is registered,
+//      then fetched whole by its first use: fetch + open + first query), warm query latency, and
+//      cache misses (evicted, then queried).
 // Run: npx vite-node bench/tiering.ts [--n 100000] [--batch 1000] [--acks 200] [--queries 500]
 import fs from 'node:fs';
 import os from 'node:os';
@@ -175,8 +176,8 @@ if (parts.has('queries')) {
   results.s3only_queries = {
     evicted_then_query_ms: cold.map(ms),
     ingest_vectors_per_s: Math.round(n / ingestS),
-    restore_from_bucket_ms: Math.round(restoreMs),
-    open_and_first_query_ms: ms(firstQueryMs),
+    recover_ms: Math.round(restoreMs),
+    first_use_ms: ms(firstQueryMs),
     warm: { queries: warm.length, p50_ms: ms(percentile(warm, 50)), p95_ms: ms(percentile(warm, 95)) },
     documents: (await node.db.getCollection('q')).stats().documents,
   };
