@@ -49,6 +49,15 @@ CREATE TABLE IF NOT EXISTS runtime_config (
   value TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+  key_id TEXT PRIMARY KEY,
+  key_hash TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  tenant TEXT,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT
+);
 CREATE TABLE IF NOT EXISTS collections (
   collection_id TEXT PRIMARY KEY,
   tenant TEXT NOT NULL,
@@ -77,6 +86,29 @@ function toRecord(r: CollectionRow): CollectionRecord {
     tieringPolicy: r.tiering_policy as TieringPolicy,
   };
 }
+
+/** An API key's catalog row: never the key itself, only its SHA-256. */
+export interface ApiKeyRecord {
+  keyId: string;
+  keyHash: string;
+  name: string;
+  role: string;
+  tenant: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+interface ApiKeyRow {
+  key_id: string;
+  key_hash: string;
+  name: string;
+  role: string;
+  tenant: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+const toKeyRecord = (r: ApiKeyRow): ApiKeyRecord => ({ keyId: r.key_id, keyHash: r.key_hash, name: r.name, role: r.role, tenant: r.tenant, createdAt: r.created_at, revokedAt: r.revoked_at });
 
 function isUniqueViolation(err: unknown): boolean {
   return typeof err === 'object' && err !== null && 'code' in err && (err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY');
@@ -243,6 +275,26 @@ export class Catalog {
 
   deleteCollection(collectionId: string): void {
     this.#sql('DELETE FROM collections WHERE collection_id = ?').run(collectionId);
+  }
+
+  /** Store a new API key (its hash only). */
+  createApiKey(rec: Omit<ApiKeyRecord, 'revokedAt'>): void {
+    this.#sql('INSERT INTO api_keys (key_id, key_hash, name, role, tenant, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(rec.keyId, rec.keyHash, rec.name, rec.role, rec.tenant, rec.createdAt);
+  }
+
+  /** The live (not revoked) key with this hash, if any. */
+  findApiKeyByHash(keyHash: string): ApiKeyRecord | null {
+    const row = this.#sql('SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL').get(keyHash) as ApiKeyRow | undefined;
+    return row ? toKeyRecord(row) : null;
+  }
+
+  listApiKeys(): ApiKeyRecord[] {
+    return (this.#sql('SELECT * FROM api_keys ORDER BY created_at, key_id').all() as ApiKeyRow[]).map(toKeyRecord);
+  }
+
+  /** Mark a key revoked; false when there is no live key with that id. */
+  revokeApiKey(keyId: string): boolean {
+    return this.#sql('UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL').run(new Date().toISOString(), keyId).changes === 1;
   }
 
   close(): void {

@@ -19,7 +19,7 @@ Commands:
 Server options (each overrides its AKIDB_* variable, which overrides the config file):
   --config FILE           config.toml, akidb.yaml or .json (default: AKIDB_CONFIG, else ./config.toml or ./akidb.yaml if present)
 ${CONFIG_SCHEMA.filter((o) => o.flag !== undefined)
-  .map((o) => `  --${`${o.flag!} ${o.type === 'integer' ? 'N' : o.type === 'enum' ? 'LEVEL' : 'VALUE'}`.padEnd(22)}${o.env ? `${o.env}, ` : ''}default ${o.default === null ? '(derived)' : String(o.default)}`)
+  .map((o) => `  --${`${o.flag!} ${o.type === 'integer' ? 'N' : o.type === 'enum' ? 'LEVEL' : o.type === 'boolean' ? '' : 'VALUE'}`.padEnd(22)}${o.env ? `${o.env}, ` : ''}default ${o.default === null ? '(derived)' : String(o.default)}`)
   .join('\n')}
 
 Options:
@@ -39,6 +39,11 @@ function parseFlags(args: string[]): Record<string, string> {
     if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
     else {
       const v = args[i + 1];
+      const boolean = CONFIG_SCHEMA.some((o) => o.flag === a.slice(2) && o.type === 'boolean');
+      if (boolean && (v === undefined || v.startsWith('--'))) {
+        out[a.slice(2)] = 'true';
+        continue;
+      }
       if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value`);
       out[a.slice(2)] = v;
       i++;

@@ -1,7 +1,7 @@
 import { ConfigError, loadConfig, type ConfigInput } from '../config/load-config.js';
 import { isAkiError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { startServer, type ServerMode } from '../server/server.js';
+import { startServer, StartupRefused, type ServerMode } from '../server/server.js';
 
 /**
  * Run a server until SIGTERM / SIGINT; resolves with the exit code. A bad config or a locked
@@ -28,6 +28,10 @@ export async function runServer(mode: ServerMode, flags: Record<string, string>,
   } catch (err) {
     if (isAkiError(err, 'DATA_DIR_LOCKED')) {
       process.stderr.write(`akidb ${mode}: ${err.message}. Stop that process, or give this one another --data-dir.\n`);
+      return 1;
+    }
+    if (err instanceof StartupRefused) {
+      process.stderr.write(`akidb ${mode}: ${err.message}\n`);
       return 1;
     }
     const code = (err as NodeJS.ErrnoException).code;

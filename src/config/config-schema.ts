@@ -29,7 +29,10 @@ export interface OptionSpec {
 
 /** Every option the server reads. Defaults, env names, flags and docs all come from this table. */
 export const CONFIG_SCHEMA: readonly OptionSpec[] = [
-  { key: 'server.host', type: 'string', default: '127.0.0.1', env: 'AKIDB_HOST', flag: 'host', help: 'Address the REST and gRPC servers bind. Loopback by default; set 0.0.0.0 to serve other machines (and put authentication in front).' },
+  { key: 'server.host', type: 'string', default: '127.0.0.1', env: 'AKIDB_HOST', flag: 'host', help: 'Address the REST and gRPC servers bind. Loopback by default. Any other address needs `[auth] enabled = true` (or `insecure`): protected mode refuses to serve other machines without authentication.' },
+  { key: 'server.insecure', type: 'boolean', default: false, env: 'AKIDB_INSECURE', flag: 'insecure', help: 'Allow binding a non-loopback address (REST, gRPC or admin) with authentication off. For a network you trust completely; logged as a warning at every start.' },
+  { key: 'server.tls_cert', type: 'string', default: '', example: '/etc/akidb/tls/server.crt', env: 'AKIDB_TLS_CERT', help: 'PEM certificate (chain) file. With `tls_key`, REST, admin and gRPC serve TLS only.' },
+  { key: 'server.tls_key', type: 'string', default: '', example: '/etc/akidb/tls/server.key', env: 'AKIDB_TLS_KEY', help: 'PEM private key file for `tls_cert`.' },
   { key: 'server.rest_port', type: 'integer', default: 8080, env: 'AKIDB_REST_PORT', flag: 'rest-port', min: 0, max: 65535, help: 'REST port; 0 picks a free port (logged at start).' },
   { key: 'server.grpc_port', type: 'integer', default: 9090, env: 'AKIDB_GRPC_PORT', flag: 'grpc-port', min: 0, max: 65535, help: 'gRPC port; 0 picks a free port (logged at start).' },
   { key: 'server.timeout_seconds', type: 'number', default: 30, min: 0.001, max: 3600, help: 'Longest a request may run; past it the client gets 503 REQUEST_TIMEOUT (gRPC DEADLINE_EXCEEDED).' },
@@ -96,13 +99,24 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'admin.health_check.check_memory', type: 'boolean', default: true, help: 'GET /admin/health checks resident memory against `memory_threshold`.' },
   { key: 'admin.health_check.memory_threshold', type: 'number', default: 0.9, min: 0.01, max: 1, help: 'Share of the memory limit (cgroup limit, else RAM) at or above which the memory check fails.' },
   { key: 'admin.health_check.timeout_seconds', type: 'number', default: 5, min: 0.01, max: 300, aliases: ['admin.health_check.timeout'], help: 'How long each check of GET /admin/health may take before it counts as unhealthy.' },
+  { key: 'auth.enabled', type: 'boolean', default: false, env: 'AKIDB_AUTH_ENABLED', help: 'Require a credential (API key or JWT) on every route but /health/live and /health/ready, on REST, admin and gRPC alike.' },
+  { key: 'auth.api_keys', type: 'string', default: '', example: 'REPLACE_WITH_A_LONG_RANDOM_KEY:admin', env: 'AKIDB_API_KEYS', secret: true, help: 'Bootstrap API keys, comma-separated `KEY:ROLE[:TENANT]` (role `viewer`, `operator` or `admin`, default admin; keys of 16 characters or more). Held in memory only, hashed; create the rest with POST /admin/api-keys.' },
+  { key: 'auth.jwt_secret', type: 'string', default: '', env: 'AKIDB_JWT_SECRET', secret: true, help: 'Shared secret for HS256 JSON Web Tokens (at least 32 bytes). Empty: HS256 tokens are refused.' },
+  { key: 'auth.jwt_jwks_url', type: 'string', default: '', example: 'https://auth.example.com/.well-known/jwks.json', env: 'AKIDB_JWT_JWKS_URL', help: 'JWKS document with the public keys of RS256/384/512, PS256/384/512, ES256/384 and EdDSA tokens (fetched on demand, cached). Empty: asymmetric tokens are refused.' },
+  { key: 'auth.jwt_issuer', type: 'string', default: '', env: 'AKIDB_JWT_ISSUER', help: 'Required `iss` of every token. Empty: not checked.' },
+  { key: 'auth.jwt_audience', type: 'string', default: '', env: 'AKIDB_JWT_AUDIENCE', help: 'Required `aud` of every token. Empty: not checked.' },
+  { key: 'auth.jwt_role_claim', type: 'string', default: 'role', help: 'Claim naming the role (`viewer`, `operator`, `admin`); an array (e.g. `roles`) grants the highest role it lists.' },
+  { key: 'auth.jwt_tenant_claim', type: 'string', default: 'tenant', help: 'Claim naming the one tenant the token may use. Absent: all tenants.' },
+  { key: 'auth.jwt_clock_tolerance_seconds', type: 'integer', default: 5, min: 0, max: 600, help: 'Clock skew allowed when checking `exp` and `nbf`.' },
+  { key: 'auth.rate_limit_per_second', type: 'number', default: 0, min: 0, max: 1_000_000, env: 'AKIDB_RATE_LIMIT_PER_SECOND', help: 'Requests per second each credential may make (each client address when auth is off), as a token bucket; over it: 429 RATE_LIMITED with Retry-After (gRPC RESOURCE_EXHAUSTED). 0: no limit.' },
+  { key: 'auth.rate_limit_burst', type: 'integer', default: 0, min: 0, max: 1_000_000, help: 'Bucket size: requests a credential may make at once. 0: twice `rate_limit_per_second` (at least 1).' },
   { key: 'query.max_filter_depth', type: 'integer', default: 32, min: 1, max: 256, help: 'Deepest filter nesting.' },
   { key: 'query.max_filter_clauses', type: 'integer', default: 100, min: 1, max: 10000, help: 'Most clauses one filter may hold.' },
 ];
 
 /** The server's configuration, as `loadConfig` returns it (deep-frozen). */
 export interface AkiConfig {
-  server: { host: string; rest_port: number; grpc_port: number; timeout_seconds: number; max_body_bytes: number; shutdown_grace_seconds: number };
+  server: { host: string; insecure: boolean; tls_cert: string; tls_key: string; rest_port: number; grpc_port: number; timeout_seconds: number; max_body_bytes: number; shutdown_grace_seconds: number };
   database: { path: string; max_connections: number; connection_timeout_seconds: number };
   features: { metrics_enabled: boolean; vector_persistence_enabled: boolean; auto_initialize: boolean };
   hnsw: { m: number; ef_construction: number; ef_search: number; threshold: number; quantization: 'f32' | 'f16' | 'i8'; build_threads: number };
@@ -130,6 +144,7 @@ export interface AkiConfig {
   };
   api: { validation: { collection_name_max_length: number; vector_dimension_max: number; top_k_max: number; max_batch_size: number; max_metadata_bytes: number } };
   query: { max_filter_depth: number; max_filter_clauses: number };
+  auth: { enabled: boolean; api_keys: string; jwt_secret: string; jwt_jwks_url: string; jwt_issuer: string; jwt_audience: string; jwt_role_claim: string; jwt_tenant_claim: string; jwt_clock_tolerance_seconds: number; rate_limit_per_second: number; rate_limit_burst: number };
   admin: { enabled: boolean; bind_address: string; health_check: { check_database: boolean; check_s3: boolean; check_memory: boolean; memory_threshold: number; timeout_seconds: number } };
 }
 

@@ -62,7 +62,7 @@ describe('loadConfig', () => {
   it('takes flag over env over file over default', () => {
     const cwd = tempDir();
     fs.writeFileSync(path.join(cwd, 'config.toml'), '[server]\nrest_port = 1111\ngrpc_port = 2222\nhost = "0.0.0.0"\n[logging]\nlevel = "warn"\n');
-    const { config, sources, file } = loadConfig({ cwd, env: { AKIDB_REST_PORT: '3333', AKIDB_GRPC_PORT: '4444' }, flags: { 'rest-port': '5555' } });
+    const { config, sources, file } = loadConfig({ cwd, env: { AKIDB_REST_PORT: '3333', AKIDB_GRPC_PORT: '4444', AKIDB_AUTH_ENABLED: 'true' }, flags: { 'rest-port': '5555' } });
     expect(file).toBe(path.join(cwd, 'config.toml'));
     expect(config.server.rest_port).toBe(5555);
     expect(config.server.grpc_port).toBe(4444);
@@ -79,7 +79,8 @@ describe('loadConfig', () => {
       file,
       `[server]\nhost = "0.0.0.0"\nrest_port = 8080\ngrpc_port = 9090\ntimeout_seconds = 30\n\n[database]\npath = "sqlite:///var/lib/akidb/data/metadata.db"\nmax_connections = 10\nconnection_timeout_seconds = 5\n\n[features]\nmetrics_enabled = true\nvector_persistence_enabled = true\nauto_initialize = true\n\n[hnsw]\nm = 32\nef_construction = 200\nthreshold = 10000\n\n[logging]\nlevel = "info"\nformat = "json"\n\n[storage]\nenable_background_compaction = true\n\n[storage.compaction]\nthreshold_bytes = 104857600\nthreshold_ops = 10000\n`,
     );
-    const { config } = loadConfig({ cwd, env: { AKIDB_CONFIG: file } });
+    // host = "0.0.0.0" with auth off is refused by protected mode (tested below); this deployment turns auth on.
+    const { config } = loadConfig({ cwd, env: { AKIDB_CONFIG: file, AKIDB_AUTH_ENABLED: 'true' } });
     expect(config.database.path).toBe('/var/lib/akidb/data/metadata.db');
     expect(config.hnsw).toMatchObject({ m: 32, ef_construction: 200 });
     expect(config.logging.format).toBe('json');
@@ -117,13 +118,54 @@ describe('loadConfig', () => {
 
   it('parses booleans and numbers from the environment, and AKIDB_BIND_ADDRESS below AKIDB_HOST', () => {
     const cwd = tempDir();
-    const { config } = loadConfig({ cwd, env: { AKIDB_METRICS_ENABLED: 'false', AKIDB_AUTO_INITIALIZE: '0', AKIDB_BIND_ADDRESS: '0.0.0.0:8181', AKIDB_DATA_DIR: 'd', AKIDB_DB_PATH: 'sqlite://cat.db' } });
+    const { config } = loadConfig({ cwd, env: { AKIDB_INSECURE: 'true', AKIDB_METRICS_ENABLED: 'false', AKIDB_AUTO_INITIALIZE: '0', AKIDB_BIND_ADDRESS: '0.0.0.0:8181', AKIDB_DATA_DIR: 'd', AKIDB_DB_PATH: 'sqlite://cat.db' } });
     expect(config.features.metrics_enabled).toBe(false);
     expect(config.features.auto_initialize).toBe(false);
     expect(config.server).toMatchObject({ host: '0.0.0.0', rest_port: 8181 });
     expect(config.storage.data_dir).toBe(path.join(cwd, 'd'));
     expect(config.database.path).toBe(path.join(cwd, 'cat.db'));
     expect(loadConfig({ cwd, env: { AKIDB_BIND_ADDRESS: '0.0.0.0:8181', AKIDB_HOST: '127.0.0.2' } }).config.server.host).toBe('127.0.0.2');
+  });
+
+  it('protected mode: a non-loopback address with auth off is refused, saying how to enable auth or pass --insecure', () => {
+    const cwd = tempDir();
+    for (const host of ['0.0.0.0', '::', '10.1.2.3', '192.168.1.10']) {
+      const err = (() => {
+        try {
+          loadConfig({ cwd, env: {}, flags: { host } });
+          return null;
+        } catch (e) {
+          return e as ConfigError;
+        }
+      })();
+      expect(err, host).toBeInstanceOf(ConfigError);
+      expect(err!.problems.join('\n')).toMatch(/protected mode refuses to bind .* with authentication off.*AKIDB_AUTH_ENABLED=true.*--insecure/);
+    }
+    expect(() => loadConfig({ cwd, env: { AKIDB_ADMIN_BIND_ADDRESS: '0.0.0.0:0' } })).toThrow(/admin\.bind_address .*protected mode/);
+    for (const host of ['127.0.0.1', '127.0.0.5', 'localhost', '::1']) expect(loadConfig({ cwd, env: {}, flags: { host } }).config.server.host).toBe(host);
+    expect(loadConfig({ cwd, env: { AKIDB_INSECURE: 'true' }, flags: { host: '0.0.0.0' } }).config.server.insecure).toBe(true);
+    expect(loadConfig({ cwd, env: { AKIDB_AUTH_ENABLED: 'true' }, flags: { host: '0.0.0.0' } }).config.auth.enabled).toBe(true);
+  });
+
+  it('checks AKIDB_API_KEYS without ever printing a key, and the JWT and TLS settings', () => {
+    const cwd = tempDir();
+    const problems = (env: Record<string, string>): string => {
+      try {
+        loadConfig({ cwd, env });
+        return '';
+      } catch (e) {
+        return (e as ConfigError).problems.join('\n');
+      }
+    };
+    expect(problems({ AKIDB_API_KEYS: 'short-key-123:admin' })).toMatch(/shorter than 16/);
+    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key:root' })).toMatch(/role "root" is not viewer, operator or admin/);
+    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key:viewer:bad/tenant' })).toMatch(/tenant "bad\/tenant" is not a valid name/);
+    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key,a-long-enough-secret-key:viewer' })).toMatch(/listed twice/);
+    for (const env of [{ AKIDB_API_KEYS: 'a-long-enough-secret-key:root' }, { AKIDB_API_KEYS: 'a-long-enough-secret-key,a-long-enough-secret-key' }]) expect(problems(env)).not.toContain('a-long-enough-secret-key');
+    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key, another-long-secret-key:operator:acme' })).toBe('');
+    expect(problems({ AKIDB_JWT_SECRET: 'too-short' })).toMatch(/at least 32 bytes/);
+    expect(problems({ AKIDB_JWT_JWKS_URL: 'ftp://x/jwks' })).toMatch(/http\(s\) URL/);
+    expect(problems({ AKIDB_TLS_CERT: '/x.crt' })).toMatch(/set both/);
   });
 });
 

@@ -1,3 +1,4 @@
+import { parseBootstrapKeys } from '../security/api-keys.js';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -147,6 +148,36 @@ function crossCheck(c: AkiConfig, sources: Record<string, string>): string[] {
   if ((st.s3_access_key === '') !== (st.s3_secret_key === '')) problems.push('storage.s3_access_key / storage.s3_secret_key: set both (AKIDB_S3_ACCESS_KEY and AKIDB_S3_SECRET_KEY) or neither');
   if (st.retry.base_backoff_secs > st.retry.max_backoff_secs) problems.push(`storage.retry.base_backoff_secs (${st.retry.base_backoff_secs}) must not exceed storage.retry.max_backoff_secs (${st.retry.max_backoff_secs})`);
   if (c.admin.bind_address !== '' && parseHostPort(c.admin.bind_address) === null) problems.push(`admin.bind_address (from ${from('admin.bind_address')}): must be HOST:PORT, got ${JSON.stringify(c.admin.bind_address)}`);
+  problems.push(...authProblems(c, from));
+  return problems;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: addresses no other machine reaches. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h);
+}
+
+function authProblems(c: AkiConfig, from: (key: string) => string): string[] {
+  const problems: string[] = [];
+  const a = c.auth;
+  // Protected mode: with auth off, only loopback, unless the operator says otherwise out loud.
+  if (!a.enabled && !c.server.insecure) {
+    const admin = c.admin.bind_address !== '' ? parseHostPort(c.admin.bind_address) : null;
+    for (const [key, host] of [['server.host', c.server.host], ['admin.bind_address', admin?.host ?? '127.0.0.1']] as const) {
+      if (!isLoopback(host)) problems.push(`${key} (from ${from(key)}): protected mode refuses to bind ${host} with authentication off. Enable it ([auth] enabled = true or AKIDB_AUTH_ENABLED=true, with AKIDB_API_KEYS=KEY:admin to bootstrap a key), or pass --insecure (AKIDB_INSECURE=true) to serve without it`);
+    }
+  }
+  if (a.api_keys !== '') {
+    try {
+      parseBootstrapKeys(a.api_keys);
+    } catch (err) {
+      problems.push(`auth.api_keys (from ${from('auth.api_keys')}): ${(err as Error).message}`);
+    }
+  }
+  if (a.jwt_secret !== '' && Buffer.byteLength(a.jwt_secret) < 32) problems.push(`auth.jwt_secret (from ${from('auth.jwt_secret')}): must be at least 32 bytes`);
+  if (a.jwt_jwks_url !== '' && !/^https?:\/\/[^\s]+$/.test(a.jwt_jwks_url)) problems.push(`auth.jwt_jwks_url (from ${from('auth.jwt_jwks_url')}): must be an http(s) URL`);
+  if ((c.server.tls_cert === '') !== (c.server.tls_key === '')) problems.push('server.tls_cert / server.tls_key: set both (AKIDB_TLS_CERT and AKIDB_TLS_KEY) or neither');
   return problems;
 }
 

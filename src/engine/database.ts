@@ -234,6 +234,12 @@ export class AkiDB {
     return this.compactionSettings();
   }
 
+  /** The catalog's API keys (hashes and roles; see src/security/api-keys.ts). */
+  get apiKeys(): Pick<Catalog, 'createApiKey' | 'findApiKeyByHash' | 'listApiKeys' | 'revokeApiKey'> {
+    this.#checkOpen();
+    return this.#catalog;
+  }
+
   /** Settings an operator changed at runtime, stored in the catalog by section (undefined when never changed). */
   runtimeConfig(section: string): unknown {
     this.#checkOpen();

@@ -13,6 +13,12 @@ import { parseHostPort } from '../config/load-config.js';
 import { AkiError } from '../errors.js';
 import { TieringMetrics } from '../observability/tiering-metrics.js';
 import { TieringRuntime } from '../tiering/tiering-runtime.js';
+import { readFile } from 'node:fs/promises';
+import { Authenticator } from '../security/authenticator.js';
+import { isLoopback } from '../config/load-config.js';
+
+/** The server cannot start as configured; the message says why and what to change. */
+export class StartupRefused extends Error {}
 
 /** Which faces a process serves: `serve` is both. */
 export type ServerMode = 'serve' | 'rest' | 'grpc';
@@ -50,6 +56,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
       vectorCount: async () => (dbRef ? (await dbRef.openCollections()).reduce((n, c) => n + c.stats().documents, 0) : 0),
     });
   }
+  const tls = await loadTls(config);
   const tieringMetrics = metrics && config.storage.s3_bucket !== '' ? new TieringMetrics(metrics.registry) : null;
   const tiering = config.storage.s3_bucket !== '' ? await startTiering(config, logger, tieringMetrics) : null;
   let db: AkiDB;
@@ -89,6 +96,17 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     throw err;
   }
   dbRef = db;
+  let auth: Authenticator;
+  try {
+    auth = new Authenticator(db, config.auth);
+    const lockedOut = auth.lockedOut();
+    if (lockedOut) throw new StartupRefused(lockedOut);
+  } catch (err) {
+    await tiering?.stop(0);
+    await db.close();
+    throw err instanceof StartupRefused ? err : new StartupRefused(`[auth] api_keys: ${(err as Error).message}`);
+  }
+  warnIfExposed(config, logger);
   const state = new ServerState(db, version);
   let rest: RestServer | null = null;
   let admin: RestServer | null = null;
@@ -103,11 +121,11 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     tiering?.startCacheTrimmer(db);
     const adminAddress = config.admin.bind_address !== '' && config.admin.enabled ? parseHostPort(config.admin.bind_address) : null;
     if (mode !== 'grpc') {
-      rest = await buildRestServer({ db, config, logger, metrics, state, tiering, routes: adminAddress ? 'api' : 'all' });
+      rest = await buildRestServer({ db, config, logger, metrics, state, tiering, routes: adminAddress ? 'api' : 'all', auth, tls });
       await rest.listen({ host: config.server.host, port: config.server.rest_port });
     }
     if (adminAddress) {
-      admin = await buildRestServer({ db, config, logger: logger.child({ component: 'admin' }), metrics, state, tiering, routes: 'admin' });
+      admin = await buildRestServer({ db, config, logger: logger.child({ component: 'admin' }), metrics, state, tiering, routes: 'admin', auth, tls });
       await admin.listen({ host: adminAddress.host, port: adminAddress.port });
     }
     if (mode !== 'rest') {
@@ -119,6 +137,8 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
         version,
         timeoutMs: config.server.timeout_seconds * 1000,
         serving: false,
+        auth,
+        tls,
         onRequest: (method, code, seconds) => metrics?.observeRequest('grpc', 'POST', method, code, code === 'OK', seconds),
       });
     }
@@ -136,7 +156,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
   const adminPort = admin ? portOf(admin) : null;
   state.markReady();
   grpc?.setServing(true);
-  logger.info({ host: config.server.host, restPort, grpcPort, adminPort, dataDir: db.dataDir, objectStore: tiering?.storeDescription ?? null, version }, 'AkiDB ready');
+  logger.info({ host: config.server.host, restPort, grpcPort, adminPort, tls: tls !== null, auth: config.auth.enabled, dataDir: db.dataDir, objectStore: tiering?.storeDescription ?? null, version }, 'AkiDB ready');
 
   let stopping: Promise<void> | null = null;
   const stop = (reason: string): Promise<void> => {
@@ -158,6 +178,24 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     return stopping;
   };
   return { restPort, grpcPort, adminPort, state, stop };
+}
+
+/** Read `[server] tls_cert` / `tls_key`: null when unset; StartupRefused when unreadable. */
+async function loadTls(config: AkiConfig): Promise<{ cert: Buffer; key: Buffer } | null> {
+  const { tls_cert: certFile, tls_key: keyFile } = config.server;
+  if (certFile === '' && keyFile === '') return null;
+  try {
+    return { cert: await readFile(certFile), key: await readFile(keyFile) };
+  } catch (err) {
+    throw new StartupRefused(`cannot read the TLS certificate or key (${certFile}, ${keyFile}): ${(err as Error).message}`);
+  }
+}
+
+/** Protected mode is checked with the config; here the operator who chose `insecure` is reminded at every start. */
+function warnIfExposed(config: AkiConfig, logger: Logger): void {
+  if (config.auth.enabled) return;
+  const exposed = [config.server.host, config.admin.bind_address !== '' ? (parseHostPort(config.admin.bind_address)?.host ?? '') : '127.0.0.1'].filter((h) => !isLoopback(h));
+  if (exposed.length > 0) logger.warn({ addresses: exposed }, 'Serving a non-loopback address with authentication off (insecure = true): anyone who can reach it can read, write and drop everything');
 }
 
 /** Connect the object store named by `[storage] s3_bucket`, load the DLQ and start the upload machinery. */

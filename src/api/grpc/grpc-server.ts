@@ -14,6 +14,8 @@ import { QUANTIZATIONS, type Quantization } from '../../index/hnsw-index.js';
 import { isMetric } from '../../index/metric.js';
 import type { Filter, Metadata } from '../../index/filter.js';
 import { describeCollection, resolveCollection, toDocumentInput, type CollectionView } from '../collection-api.js';
+import { credentialOf, type Authenticator } from '../../security/authenticator.js';
+import { GRPC_METHODS } from '../../security/permissions.js';
 import { decodeDeleteRequest, decodeInsertRequest, decodeQueryRequest, decodeUpsertRequest, type DecodedDelete, type DecodedInsert, type DecodedQuery, type DecodedUpsert } from './request-decoders.js';
 
 /** What `startGrpcServer` needs. */
@@ -30,6 +32,10 @@ export interface GrpcServerOptions {
   onRequest?: (method: string, code: string, seconds: number) => void;
   /** Health status right after binding (default true); a server that is not yet ready passes false and calls setServing later. */
   serving?: boolean;
+  /** Credentials, roles, tenants and rate limits (the same as REST's); without it every call is let in. */
+  auth?: Authenticator | null;
+  /** TLS certificate and key (PEM); insecure transport without. */
+  tls?: { cert: Buffer; key: Buffer } | null;
 }
 
 /** A running gRPC server. */
@@ -197,6 +203,7 @@ interface CallWrapperOptions {
   logger: Logger;
   timeoutMs: number;
   onRequest: ((method: string, code: string, seconds: number) => void) | undefined;
+  auth: Authenticator | null;
   /** Unary calls not yet answered; a shutdown waits for these, not for open health Watch streams. */
   inflight: { count: number; onIdle: (() => void) | null };
 }
@@ -258,10 +265,6 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
     };
 
     const request = call.request;
-    if (request instanceof UndecodedRequest) {
-      finish(request.error, null);
-      return;
-    }
     const deadline = call.getDeadline();
     const clientMs = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
     const serverMs = o.timeoutMs > 0 ? o.timeoutMs : Infinity;
@@ -271,7 +274,21 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
       return;
     }
     if (budget !== Infinity) timer = setTimeout(() => finish(timeoutError(clientMs < serverMs, o.timeoutMs), null), Math.min(budget, 2 ** 31 - 1));
-    handler(request, startedAt).then(
+    const run = async (): Promise<Res> => {
+      // Credentials first: an unauthenticated caller learns nothing, not even that its bytes were bad.
+      const auth = o.auth;
+      if (auth) {
+        const md = call.metadata;
+        const principal = await auth.authenticate(credentialOf(md.get('x-api-key')[0], md.get('authorization')[0]));
+        auth.limit(principal.kind === 'anonymous' ? `peer:${call.getPeer().replace(/:\d+$/, '')}` : principal.id);
+        if (request instanceof UndecodedRequest) throw request.error;
+        const rule = GRPC_METHODS[method];
+        if (!rule) throw new AkiError('PERMISSION_DENIED', { method }, 'This method has no entry in the permission table');
+        auth.authorize(principal, rule, scopeOf(request as Partial<Scoped> as Scoped).tenant);
+      } else if (request instanceof UndecodedRequest) throw request.error;
+      return handler(request, startedAt);
+    };
+    run().then(
       (res) => finish(null, res),
       (err: unknown) => finish(err, null),
     );
@@ -459,7 +476,7 @@ function implementation(service: string, handlers: Record<string, Handler<never,
 
 // ------------------------------------------------------------------ the server
 
-/** Start AkiDB's gRPC server (insecure transport) with health checking and reflection; resolves once bound and SERVING. */
+/** Start AkiDB's gRPC server (TLS when given a certificate) with health checking and reflection; resolves once bound and SERVING. */
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
   // grpc-js logs to stderr in its own format; send its errors through our logger instead.
   grpc.setLogger({ error: (...args: unknown[]) => opts.logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')) });
@@ -468,7 +485,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   // channelz bookkeeping costs every call; nothing here reads it.
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES, 'grpc.enable_channelz': 0 });
   const inflight: CallWrapperOptions['inflight'] = { count: 0, onIdle: null };
-  const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest, inflight };
+  const wrap: CallWrapperOptions = { logger: opts.logger, timeoutMs: opts.timeoutMs, onRequest: opts.onRequest, inflight, auth: opts.auth ?? null };
   server.addService(serverDefinition(pkg, COLLECTION_SERVICE, FAST_DECODERS), implementation(COLLECTION_SERVICE, collectionHandlers(opts.db), wrap));
   server.addService(serverDefinition(pkg, MANAGEMENT_SERVICE, {}), implementation(MANAGEMENT_SERVICE, managementHandlers(opts.db), wrap));
 
@@ -481,7 +498,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
 
   const address = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    const credentials = opts.tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], false) : grpc.ServerCredentials.createInsecure();
+    server.bindAsync(address, credentials, (err, bound) => {
       if (!err) return resolve(bound);
       server.forceShutdown();
       reject(new Error(`gRPC server could not bind ${address}: ${err.message}`, { cause: err }));

@@ -10,6 +10,7 @@ import { withTimeout } from '../with-timeout.js';
 import type { RestSchemas } from './schemas.js';
 import type { TieringRuntime } from '../../tiering/tiering-runtime.js';
 import type { TieringPolicy } from '../../catalog/catalog.js';
+import type { Authenticator } from '../../security/authenticator.js';
 
 /** What the route handlers share. */
 export interface RouteContext {
@@ -19,6 +20,7 @@ export interface RouteContext {
   schemas: RestSchemas;
   timeoutMs: number;
   tiering: TieringRuntime | null;
+  auth: Authenticator;
 }
 
 type Params = { tenant?: string; database?: string; id?: string; doc_id?: string };
@@ -164,7 +166,10 @@ export function registerTenantRoutes(app: FastifyInstance, ctx: RouteContext): v
     await db.createTenant(name);
     return reply.status(201).send({ name });
   });
-  app.get('/tenants', { schema: { summary: 'List tenants', tags } }, async () => ({ tenants: (await db.listTenants()).map((t) => ({ name: t.name, created_at: t.createdAt })) }));
+  app.get('/tenants', { schema: { summary: "List tenants (a tenant-scoped credential sees only its own)", tags } }, async (req) => {
+    const only = req.principal?.tenant ?? null;
+    return { tenants: (await db.listTenants()).filter((t) => only === null || t.name === only).map((t) => ({ name: t.name, created_at: t.createdAt })) };
+  });
   app.delete('/tenants/:tenant', { schema: { summary: 'Drop an empty tenant', tags, response: gone } }, async (req, reply) => {
     await db.dropTenant((req.params as Params).tenant!);
     return reply.status(204).send();

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
@@ -13,6 +13,10 @@ import { registerAdminRoutes } from './admin-routes.js';
 import { registerCollectionRoutes, registerTenantRoutes } from './collection-routes.js';
 import { restSchemas } from './schemas.js';
 import type { TieringRuntime } from '../../tiering/tiering-runtime.js';
+import { credentialOf, type Authenticator, type Principal } from '../../security/authenticator.js';
+import { restRule } from '../../security/permissions.js';
+import { DEFAULT_TENANT } from '../../engine/database.js';
+import { registerKeyRoutes } from './key-routes.js';
 
 export interface RestServerOptions {
   db: AkiDB;
@@ -24,10 +28,28 @@ export interface RestServerOptions {
   tiering?: TieringRuntime | null;
   /** Which routes: `all` (default), `api` (all but /admin, which then has its own listener) or `admin` (only /admin). */
   routes?: 'all' | 'api' | 'admin';
+  /** Credentials, roles, tenants and rate limits; every request passes through it. */
+  auth: Authenticator;
+  /** TLS certificate and key (PEM); plain HTTP without. */
+  tls?: { cert: Buffer; key: Buffer } | null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is calling, set before any handler runs. */
+    principal: Principal | null;
+  }
 }
 
 /** The Fastify instance the REST face runs on. */
 export type RestServer = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
+
+/** The tenant a request addresses: its `:tenant`, the default one for the short `/api/v1/collections` form, or none. */
+function tenantOf(req: FastifyRequest): string | null {
+  const p = req.params as { tenant?: unknown } | undefined;
+  if (typeof p?.tenant === 'string') return p.tenant;
+  return req.routeOptions.url?.startsWith('/api/v1/collections') ? DEFAULT_TENANT : null;
+}
 
 /** The JSON error body every failure answers with. */
 export interface ErrorBody {
@@ -38,8 +60,9 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Build the REST server (not yet listening): routes, validation, error translation, health and metrics. */
 export async function buildRestServer(opts: RestServerOptions): Promise<RestServer> {
-  const { config, logger, metrics, state } = opts;
+  const { config, logger, metrics, state, auth } = opts;
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
     loggerInstance: logger,
     // One debug line a request from our own hook instead of Fastify's two info lines.
     logController: new LogController({ disableRequestLogging: true }),
@@ -106,9 +129,24 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     },
   });
 
+  // Every route must be in the permission table; one that is not stops the start.
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (!restRule(method, route.url)) throw new Error(`REST route ${method} ${route.url} has no entry in the permission table (src/security/permissions.ts)`);
+    }
+  });
+  app.decorateRequest('principal', null);
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     if (state.shuttingDown && !req.url.startsWith('/health')) throw new AkiError('SHUTTING_DOWN');
+    // Before the body is read: an unauthenticated caller gets 401 whatever it sent.
+    const url = req.routeOptions.url;
+    const rule = url ? restRule(req.method, url) : null;
+    if (rule?.permission === 'public') return;
+    const principal = await auth.authenticate(credentialOf(req.headers['x-api-key'], req.headers.authorization));
+    auth.limit(principal.kind === 'anonymous' ? `ip:${req.ip}` : principal.id);
+    if (rule) auth.authorize(principal, rule, tenantOf(req));
+    req.principal = principal;
   });
   app.addHook('onResponse', async (req, reply) => {
     const endpoint = req.routeOptions.url ?? 'unmatched';
@@ -124,6 +162,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     const status = body.status;
     if (status >= 500 && !(err instanceof AkiError && (err.code === 'SHUTTING_DOWN' || err.code === 'REQUEST_TIMEOUT'))) req.log.error({ err }, 'unhandled error');
     if (status === 503) void reply.header('retry-after', '1');
+    if (err instanceof AkiError && err.code === 'RATE_LIMITED') void reply.header('retry-after', String(err.details.retry_after_seconds));
+    if (status === 401) void reply.header('www-authenticate', 'Bearer realm="akidb"');
     return reply.status(status).send(body.body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -150,9 +190,14 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const ctx = { db: opts.db, config, metrics, schemas, timeoutMs: config.server.timeout_seconds * 1000, tiering: opts.tiering ?? null };
+  const ctx = { db: opts.db, config, metrics, schemas, timeoutMs: config.server.timeout_seconds * 1000, tiering: opts.tiering ?? null, auth };
   const routes = opts.routes ?? 'all';
-  if (routes !== 'api' && config.admin.enabled) await app.register(async (scope) => registerAdminRoutes(scope, ctx));
+  if (routes !== 'api' && config.admin.enabled) {
+    await app.register(async (scope) => {
+      registerAdminRoutes(scope, ctx);
+      registerKeyRoutes(scope, ctx);
+    });
+  }
   if (routes === 'admin') return app;
   await app.register(
     async (scope) => {
