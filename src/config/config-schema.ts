@@ -109,7 +109,7 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'auth.jwt_tenant_claim', type: 'string', default: 'tenant', help: 'Claim naming the one tenant the token may use. Absent: all tenants.' },
   { key: 'auth.jwt_clock_tolerance_seconds', type: 'integer', default: 5, min: 0, max: 600, help: 'Clock skew allowed when checking `exp` and `nbf`.' },
   { key: 'auth.rate_limit_per_second', type: 'number', default: 0, min: 0, max: 1_000_000, env: 'AKIDB_RATE_LIMIT_PER_SECOND', help: 'Requests per second each credential may make (each client address when auth is off), as a token bucket; over it: 429 RATE_LIMITED with Retry-After (gRPC RESOURCE_EXHAUSTED). 0: no limit.' },
-  { key: 'auth.rate_limit_burst', type: 'integer', default: 0, min: 0, max: 1_000_000, help: 'Bucket size: requests a credential may make at once. 0: twice `rate_limit_per_second` (at least 1).' },
+  { key: 'auth.rate_limit_burst', type: 'integer', default: 0, min: 0, max: 1_000_000, env: 'AKIDB_RATE_LIMIT_BURST', help: 'Bucket size: requests a credential may make at once. 0: twice `rate_limit_per_second` (at least 1).' },
   { key: 'query.max_filter_depth', type: 'integer', default: 32, min: 1, max: 256, help: 'Deepest filter nesting.' },
   { key: 'query.max_filter_clauses', type: 'integer', default: 100, min: 1, max: 10000, help: 'Most clauses one filter may hold.' },
 ];
