@@ -124,7 +124,11 @@ class Parser {
         parts.push(this.field(key.split('.'), value, depth));
       }
     }
-    if (parts.length === 0) return { kind: 'all' };
+    if (parts.length === 0) {
+      // Still a node to evaluate: uncounted, `{ $and: [{}, {}, ...] }` could grow without limit.
+      this.count(depth);
+      return { kind: 'all' };
+    }
     if (parts.length === 1) return parts[0]!;
     return { kind: 'and', children: parts };
   }

@@ -43,6 +43,73 @@ export function emptyManifest(): Manifest {
 const NAME = /^v(\d{20})\.json$/;
 const fileName = (version: number): string => `v${String(version).padStart(20, '0')}.json`;
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/** A bare file name: joined to the segment directory, it stays inside it. */
+function isPlainName(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v !== '.' && v !== '..' && !/[/\\\0]/.test(v);
+}
+
+function isIndexEntry(v: unknown): v is IndexEntry {
+  return isObject(v) && isPlainName(v['file']) && typeof v['quantization'] === 'string' && isCount(v['m']) && isCount(v['efConstruction']) && isCount(v['bytes']);
+}
+
+function isSegmentEntry(v: unknown): v is SegmentEntry {
+  return (
+    isObject(v) &&
+    isCount(v['id']) &&
+    isPlainName(v['file']) &&
+    isCount(v['rows']) &&
+    isCount(v['tombstones']) &&
+    isCount(v['minLsn']) &&
+    isCount(v['maxLsn']) &&
+    isCount(v['bytes']) &&
+    (v['index'] === undefined || isIndexEntry(v['index']))
+  );
+}
+
+function isManifest(v: unknown): v is Manifest {
+  return (
+    isObject(v) &&
+    v['formatVersion'] === 1 &&
+    isCount(v['version']) &&
+    isCount(v['checkpointLsn']) &&
+    isCount(v['nextSegmentId']) &&
+    isCount(v['nextRowKey']) &&
+    Array.isArray(v['segments']) &&
+    v['segments'].every(isSegmentEntry)
+  );
+}
+
+/**
+ * Decode a manifest file's text (`{crc, body}`, as ManifestStore writes it). Throws
+ * STORAGE_CORRUPT, with `file` in its details, unless the checksum matches and the body is a
+ * well-formed manifest: counters are non-negative safe integers and file names are bare names.
+ */
+export function decodeManifestText(raw: string, file: string): Manifest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest is not valid JSON', { cause: err });
+  }
+  if (!isObject(parsed) || typeof parsed['body'] !== 'string' || crc32(parsed['body']) !== parsed['crc']) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest failed its checksum');
+  let m: unknown;
+  try {
+    m = JSON.parse(parsed['body']);
+  } catch (err) {
+    throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest body is not valid JSON', { cause: err });
+  }
+  if (!isManifest(m)) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest body is not a well-formed manifest');
+  return m;
+}
+
 /**
  * Versioned manifests in `dir`: `v{N}.json`, never overwritten. The current manifest is the
  * highest version; a version is written only after every file it names is durable, so the
@@ -51,27 +118,29 @@ const fileName = (version: number): string => `v${String(version).padStart(20, '
 export class ManifestStore {
   constructor(readonly dir: string) {}
 
-  /** The newest manifest, or an empty one for a new collection. Throws STORAGE_CORRUPT if it fails its checksum. */
+  /**
+   * The newest manifest, or an empty one for a new collection. Throws STORAGE_CORRUPT if it fails
+   * its checksum or is malformed, STORAGE_IO if it cannot be read.
+   */
   async load(): Promise<Manifest> {
     await mkdir(this.dir, { recursive: true });
-    const versions = (await readdir(this.dir))
-      .map((n) => NAME.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => b - a);
-    const newest = versions[0];
+    // Names are zero-padded to 20 digits, so their order is the versions' order, even past 2^53.
+    const newest = (await readdir(this.dir))
+      .filter((n) => NAME.test(n))
+      .sort()
+      .at(-1);
     if (newest === undefined) return emptyManifest();
-    const file = path.join(this.dir, fileName(newest));
-    const raw = await readFile(file, 'utf8');
-    let parsed: { crc: number; body: string };
+    const file = path.join(this.dir, newest);
+    const version = Number(NAME.exec(newest)![1]);
+    if (!Number.isSafeInteger(version)) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest version is out of range');
+    let raw: string;
     try {
-      parsed = JSON.parse(raw) as { crc: number; body: string };
+      raw = await readFile(file, 'utf8');
     } catch (err) {
-      throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest is not valid JSON', { cause: err });
+      throw new AkiError('STORAGE_IO', { file }, 'Manifest cannot be read', { cause: err });
     }
-    if (typeof parsed.body !== 'string' || crc32(parsed.body) !== parsed.crc) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest failed its checksum');
-    const manifest = JSON.parse(parsed.body) as Manifest;
-    if (manifest.version !== newest) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest version does not match its file name');
+    const manifest = decodeManifestText(raw, file);
+    if (manifest.version !== version) throw new AkiError('STORAGE_CORRUPT', { file }, 'Manifest version does not match its file name');
     return manifest;
   }
 

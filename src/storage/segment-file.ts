@@ -160,16 +160,69 @@ function corrupt(file: string, what: string, offset?: number): AkiError {
   return new AkiError('STORAGE_CORRUPT', { file, section: what, ...(offset === undefined ? {} : { offset }) }, `Segment ${path.basename(file)}: ${what} failed its integrity check`);
 }
 
-function readExact(fd: number, length: number, position: number): Buffer {
+function readExact(fd: number, length: number, position: number, file: string): Buffer {
   const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
+    let n: number;
+    try {
+      n = readSync(fd, buf, done, length - done, position + done);
+    } catch (err) {
+      throw new AkiError('STORAGE_IO', { file, position: position + done }, `Reading segment ${path.basename(file)} failed`, { cause: err });
+    }
     if (n === 0) break;
     done += n;
   }
-  if (done !== length) throw new AkiError('STORAGE_CORRUPT', { position, length }, 'Unexpected end of segment file');
+  if (done !== length) throw new AkiError('STORAGE_CORRUPT', { file, position, length }, 'Unexpected end of segment file');
   return buf;
+}
+
+const SECTION_NAMES = ['vectors', 'lsns', 'keys', 'docs', 'tombs'] as const;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/**
+ * `h` as a SegmentHeader, checked against the layout the writer produces: sections back to back
+ * from the prologue up to the header at `headerStart`, sized by rowCount and dimension. Every
+ * length read later is then bounded by the file's size.
+ */
+function checkHeader(file: string, h: unknown, headerStart: number): SegmentHeader {
+  const bad = (what: string): AkiError => corrupt(file, `header ${what}`);
+  if (!isObject(h)) throw bad('shape');
+  if (h['formatVersion'] !== SEGMENT_FORMAT_VERSION) throw bad('formatVersion');
+  const { dimension, rowCount, tombstoneCount, minLsn, maxLsn, sections } = h;
+  if (!isCount(dimension) || dimension < 1) throw bad('dimension');
+  if (!isCount(rowCount)) throw bad('rowCount');
+  if (!isCount(tombstoneCount)) throw bad('tombstoneCount');
+  if (!isCount(minLsn) || !isCount(maxLsn) || minLsn > maxLsn) throw bad('lsn range');
+  if (!isObject(sections)) throw bad('sections');
+  let pos = PROLOGUE_BYTES;
+  for (const name of SECTION_NAMES) {
+    const sec = sections[name];
+    if (!isObject(sec) || sec['offset'] !== pos || !isCount(sec['length']) || sec['length'] > headerStart - pos) throw bad(name);
+    const crc = sec['crc'];
+    if (!isCount(crc) || crc > 0xffffffff) throw bad(`${name} crc`);
+    pos += sec['length'];
+  }
+  if (pos !== headerStart) throw bad('section lengths');
+  const s = sections as unknown as SegmentHeader['sections'];
+  if (s.vectors.length !== rowCount * dimension * 4 || s.lsns.length !== rowCount * 8 || s.keys.length !== rowCount * 8) throw bad('row count');
+  return h as unknown as SegmentHeader;
+}
+
+/** One row of the docs section as written: [id, metadata | null, text | null]. */
+function isDocRow(v: unknown): v is [string, Metadata | null, string | null] {
+  return Array.isArray(v) && v.length === 3 && typeof v[0] === 'string' && (v[1] === null || isObject(v[1])) && (v[2] === null || typeof v[2] === 'string');
+}
+
+function isTombstone(v: unknown): v is [string, number] {
+  return Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isCount(v[1]);
 }
 
 /**
@@ -188,23 +241,34 @@ export class SegmentFile {
     this.header = header;
   }
 
-  /** Open and verify the footer and header. Throws STORAGE_CORRUPT on any mismatch. */
+  /**
+   * Open and verify the footer and header. Throws STORAGE_CORRUPT on any mismatch or a missing
+   * file, STORAGE_IO when the file cannot be read.
+   */
   static open(file: string): SegmentFile {
-    const fd = openSync(file, 'r');
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (err) {
+      // The manifest names every segment it opens: a missing one is lost data, not a transient fault.
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      throw new AkiError(missing ? 'STORAGE_CORRUPT' : 'STORAGE_IO', { file }, `Segment ${path.basename(file)} ${missing ? 'is missing' : 'cannot be opened'}`, { cause: err });
+    }
     try {
       const size = fstatSync(fd).size;
       if (size < PROLOGUE_BYTES + FOOTER_BYTES) throw corrupt(file, 'size');
-      const prologue = readExact(fd, PROLOGUE_BYTES, 0);
+      const prologue = readExact(fd, PROLOGUE_BYTES, 0, file);
       if (!prologue.subarray(0, 8).equals(MAGIC)) throw corrupt(file, 'magic', 0);
       const version = prologue.readUInt32LE(8);
       if (version !== SEGMENT_FORMAT_VERSION) throw new AkiError('STORAGE_CORRUPT', { file, version }, `Unsupported segment format version ${version}`);
-      const footer = readExact(fd, FOOTER_BYTES, size - FOOTER_BYTES);
+      const footer = readExact(fd, FOOTER_BYTES, size - FOOTER_BYTES, file);
       if (!footer.subarray(8).equals(END_MAGIC)) throw corrupt(file, 'footer', size - FOOTER_BYTES);
       const headerLen = footer.readUInt32LE(0);
       if (headerLen > size - PROLOGUE_BYTES - FOOTER_BYTES) throw corrupt(file, 'header length');
-      const headerBuf = readExact(fd, headerLen, size - FOOTER_BYTES - headerLen);
+      const headerStart = size - FOOTER_BYTES - headerLen;
+      const headerBuf = readExact(fd, headerLen, headerStart, file);
       if (crc32(headerBuf) !== footer.readUInt32LE(4)) throw corrupt(file, 'header');
-      const header = JSON.parse(headerBuf.toString('utf8')) as SegmentHeader;
+      const header = checkHeader(file, JSON.parse(headerBuf.toString('utf8')), headerStart);
       return new SegmentFile(file, fd, header);
     } catch (err) {
       closeSync(fd);
@@ -215,23 +279,41 @@ export class SegmentFile {
 
   #section(name: keyof SegmentHeader['sections']): Buffer {
     const s = this.header.sections[name];
-    const buf = readExact(this.#fd, s.length, s.offset);
+    const buf = readExact(this.#fd, s.length, s.offset, this.file);
     if (crc32(buf) !== s.crc) throw corrupt(this.file, name, s.offset);
     return buf;
   }
 
+  /** A JSON section, parsed. */
+  #json(name: 'docs' | 'tombs'): unknown {
+    const buf = this.#section(name);
+    try {
+      return JSON.parse(buf.toString('utf8')) as unknown;
+    } catch (err) {
+      throw new AkiError('STORAGE_CORRUPT', { file: this.file, section: name }, `Segment ${path.basename(this.file)}: ${name} is not valid JSON`, { cause: err });
+    }
+  }
+
+  /** The lsns or keys section: one non-negative safe integer a row, keys strictly ascending. */
+  #integers(name: 'lsns' | 'keys'): Float64Array {
+    const buf = this.#section(name);
+    const out = new Float64Array(buf.length / 8);
+    new Uint8Array(out.buffer).set(buf);
+    for (let i = 0; i < out.length; i++) {
+      const v = out[i]!;
+      if (!isCount(v) || (name === 'keys' && i > 0 && v <= out[i - 1]!)) throw corrupt(this.file, name, this.header.sections[name].offset + i * 8);
+    }
+    return out;
+  }
+
   /** Read and verify everything but the vectors. */
   readData(): SegmentData {
-    const toF64 = (buf: Buffer): Float64Array => {
-      const out = new Float64Array(buf.length / 8);
-      new Uint8Array(out.buffer).set(buf);
-      return out;
-    };
-    const docs = JSON.parse(this.#section('docs').toString('utf8')) as [string, Metadata | null, string | null][];
-    const lsns = toF64(this.#section('lsns'));
-    const keys = toF64(this.#section('keys'));
     const rowCount = this.header.rowCount;
-    if (docs.length !== rowCount || lsns.length !== rowCount || keys.length !== rowCount) throw corrupt(this.file, 'row count');
+    const docs = this.#json('docs');
+    if (!Array.isArray(docs) || docs.length !== rowCount) throw corrupt(this.file, 'row count');
+    if (!docs.every(isDocRow)) throw corrupt(this.file, 'docs');
+    const lsns = this.#integers('lsns');
+    const keys = this.#integers('keys');
     const ids = new Array<string>(rowCount);
     const metadata = new Array<Metadata | null>(rowCount);
     const texts = new Array<string | null>(rowCount);
@@ -241,16 +323,27 @@ export class SegmentFile {
       metadata[i] = d[1];
       texts[i] = d[2];
     }
-    const tombstones = JSON.parse(this.#section('tombs').toString('utf8')) as [string, number][];
+    const tombstones = this.#json('tombs');
+    if (!Array.isArray(tombstones) || tombstones.length !== this.header.tombstoneCount || !tombstones.every(isTombstone)) throw corrupt(this.file, 'tombs');
+    // The writer derives the header's LSN range from the rows and tombstones; a mismatch is damage.
+    let minLsn = Number.MAX_SAFE_INTEGER;
+    let maxLsn = 0;
+    for (const l of lsns) {
+      minLsn = Math.min(minLsn, l);
+      maxLsn = Math.max(maxLsn, l);
+    }
+    for (const [, l] of tombstones) {
+      minLsn = Math.min(minLsn, l);
+      maxLsn = Math.max(maxLsn, l);
+    }
+    if (minLsn > maxLsn) minLsn = maxLsn;
+    if (minLsn !== this.header.minLsn || maxLsn !== this.header.maxLsn) throw corrupt(this.file, 'lsn range');
     return { header: this.header, ids, metadata, texts, lsns, keys, tombstones };
   }
 
   /** Read and verify the row keys alone. */
   readKeys(): Float64Array {
-    const buf = this.#section('keys');
-    const out = new Float64Array(buf.length / 8);
-    new Uint8Array(out.buffer).set(buf);
-    return out;
+    return this.#integers('keys');
   }
 
   /** Read and verify all vectors (rowCount * dimension). */
@@ -266,7 +359,7 @@ export class SegmentFile {
     const s = this.header.sections.vectors;
     const chunk = 16 << 20;
     let crc = 0;
-    for (let off = 0; off < s.length; off += chunk) crc = crc32(readExact(this.#fd, Math.min(chunk, s.length - off), s.offset + off), crc);
+    for (let off = 0; off < s.length; off += chunk) crc = crc32(readExact(this.#fd, Math.min(chunk, s.length - off), s.offset + off, this.file), crc);
     if (crc !== s.crc) throw corrupt(this.file, 'vectors', s.offset);
   }
 
@@ -276,7 +369,7 @@ export class SegmentFile {
     const bytes = (end - start) * dim * 4;
     const out = new Float32Array((end - start) * dim);
     if (bytes === 0) return out;
-    const buf = readExact(this.#fd, bytes, this.header.sections.vectors.offset + start * dim * 4);
+    const buf = readExact(this.#fd, bytes, this.header.sections.vectors.offset + start * dim * 4, this.file);
     new Uint8Array(out.buffer).set(buf);
     return out;
   }
@@ -295,7 +388,7 @@ export class SegmentFile {
       while (j < rows.length && rows[j]! - rows[j - 1]! <= 4 && rows[j]! - rows[i]! < 1024) j++;
       const first = rows[i]!;
       const last = rows[j - 1]!;
-      const buf = readExact(this.#fd, (last - first + 1) * rowBytes, base + first * rowBytes);
+      const buf = readExact(this.#fd, (last - first + 1) * rowBytes, base + first * rowBytes, this.file);
       for (let k = i; k < j; k++) {
         const src = (rows[k]! - first) * rowBytes;
         outBytes.set(buf.subarray(src, src + rowBytes), k * rowBytes);

@@ -1,5 +1,5 @@
 import { AkiError } from '../errors.js';
-import type { Filter, Metadata } from '../index/filter.js';
+import { parseFilter, type Filter, type Metadata } from '../index/filter.js';
 
 /** A document as the engine stores it. */
 export interface StoredDoc {
@@ -21,6 +21,22 @@ export type WalOp =
 const UPSERT = 1;
 const DELETE = 2;
 const DELETE_WHERE = 3;
+
+/** Replay compiles a logged filter without limits (they were checked when the delete was accepted). */
+const REPLAY_FILTER_LIMITS = { maxDepth: Infinity, maxClauses: Infinity, maxInValues: Infinity };
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+function isJsonObject(v: unknown): v is Metadata {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** One upsert row as written by encodeWalOp: [id, metadata | null, text | null]. */
+function isRow(v: unknown): v is [string, Metadata | null, string | null] {
+  return Array.isArray(v) && v.length === 3 && typeof v[0] === 'string' && (v[1] === null || isJsonObject(v[1])) && (v[2] === null || typeof v[2] === 'string');
+}
 
 /**
  * Payload layout. upsert: u8 1 | u32 count | u32 dim | u32 jsonLen | json [[id, meta, text]...] |
@@ -58,29 +74,37 @@ export function encodeWalOp(op: WalOp, dimension: number): Buffer {
   return out;
 }
 
-/** Decode a payload written by encodeWalOp. Throws STORAGE_CORRUPT on anything malformed. */
+/**
+ * Decode a payload written by encodeWalOp. Throws STORAGE_CORRUPT on anything malformed; what it
+ * returns is well-typed throughout, and a deleteWhere filter is one that replay can compile.
+ */
 export function decodeWalOp(payload: Buffer, dimension: number): WalOp {
   try {
     const type = payload.readUInt8(0);
     if (type === DELETE) {
       const ids = JSON.parse(payload.subarray(1).toString('utf8')) as unknown;
-      if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error('delete ids');
-      return { type: 'delete', ids: ids };
+      if (!isStringArray(ids)) throw new Error('delete ids');
+      return { type: 'delete', ids };
     }
     if (type === DELETE_WHERE) {
-      const body = JSON.parse(payload.subarray(1).toString('utf8')) as { filter: unknown; ids: unknown };
-      if (typeof body.filter !== 'object' || body.filter === null || Array.isArray(body.filter)) throw new Error('deleteWhere filter');
-      if (body.ids !== null && !(Array.isArray(body.ids) && body.ids.every((x) => typeof x === 'string'))) throw new Error('deleteWhere ids');
-      return { type: 'deleteWhere', filter: body.filter as Filter, ids: body.ids };
+      const body = JSON.parse(payload.subarray(1).toString('utf8')) as unknown;
+      if (!isJsonObject(body) || !isJsonObject(body['filter'])) throw new Error('deleteWhere filter');
+      const ids = body['ids'];
+      if (ids !== null && !isStringArray(ids)) throw new Error('deleteWhere ids');
+      const filter = body['filter'];
+      parseFilter(filter, REPLAY_FILTER_LIMITS);
+      return { type: 'deleteWhere', filter, ids };
     }
     if (type !== UPSERT) throw new Error(`record type ${type}`);
     const count = payload.readUInt32LE(1);
     const dim = payload.readUInt32LE(5);
     const jsonLen = payload.readUInt32LE(9);
     if (dim !== dimension) throw new Error(`dimension ${dim}`);
-    const rows = JSON.parse(payload.subarray(13, 13 + jsonLen).toString('utf8')) as [string, Metadata | null, string | null][];
-    const vecStart = (13 + jsonLen + 3) & ~3;
-    if (!Array.isArray(rows) || rows.length !== count || payload.length !== vecStart + count * dim * 4) throw new Error('length');
+    const vecStart = Math.ceil((13 + jsonLen) / 4) * 4;
+    // Checked before parsing or allocating anything: every size below is bounded by the payload's.
+    if (13 + jsonLen > payload.length || payload.length !== vecStart + count * dim * 4) throw new Error('length');
+    const rows = JSON.parse(payload.subarray(13, 13 + jsonLen).toString('utf8')) as unknown;
+    if (!Array.isArray(rows) || rows.length !== count || !rows.every(isRow)) throw new Error('rows');
     const all = new Float32Array(count * dim);
     new Uint8Array(all.buffer).set(payload.subarray(vecStart));
     const docs = rows.map(([id, metadata, text], i): StoredDoc => ({ id, metadata, text, vector: all.subarray(i * dim, (i + 1) * dim) }));

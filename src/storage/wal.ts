@@ -86,7 +86,10 @@ export function parseWalFile(buf: Buffer, minLsnExclusive: number): { records: W
     if (buf.length - offset - FRAME_HEADER_BYTES < len) return { records, validBytes: offset, reason: 'torn frame body' };
     const body = buf.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + len);
     if (crc32(body) !== crc) return { records, validBytes: offset, reason: 'checksum mismatch' };
-    const lsn = Number(body.readBigUInt64LE(0));
+    const rawLsn = body.readBigUInt64LE(0);
+    // Above 2^53 an LSN no longer survives the trip through a number: the next one would repeat it.
+    if (rawLsn > BigInt(Number.MAX_SAFE_INTEGER)) return { records, validBytes: offset, reason: `lsn ${rawLsn} out of range` };
+    const lsn = Number(rawLsn);
     if (!(lsn > lastLsn)) return { records, validBytes: offset, reason: `non-increasing lsn ${lsn}` };
     records.push({ lsn, payload: body.subarray(LSN_BYTES) });
     lastLsn = lsn;
