@@ -15,7 +15,7 @@ import type { Manifest } from '../storage/manifest.js';
 import { seededRandom } from '../util/seeded-random.js';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { CollectionReplicator, decodeManifestFile, manifestFiles, manifestKey, parseReplicaKey, readObject, segmentKey, walChunkKey, type CollectionReplicatorOptions } from './collection-replicator.js';
+import { CollectionReplicator, decodeManifestFile, decodeRecord, encodeRecord, manifestFiles, manifestKey, parseReplicaKey, readObject, segmentKey, walChunkKey, type CollectionReplicatorOptions } from './collection-replicator.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
 import { listRemoteCollections, restoreCollection } from './restore-collection.js';
 import { UploadWorker } from './upload-worker.js';
@@ -586,3 +586,43 @@ async function addCollection(db: AkiDB, name: string): Promise<{ record: Collect
   const record = db.allCollections().find((r) => r.name === name)!;
   return { record, dir: path.join(db.dataDir, 'collections', record.collectionId), prefix: `${ROOT}${record.collectionId}/` };
 }
+
+function codeOf(f: () => unknown): string | null {
+  try {
+    f();
+    return null;
+  } catch (err) {
+    return (err as { code?: string }).code ?? 'uncoded';
+  }
+}
+
+describe('what the bucket holds is input: records and manifests that would escape the data directory are refused', () => {
+  const good: CollectionRecord = { collectionId: '0b9f3a2e-6c1d-4e8f-9a7b-1c2d3e4f5a6b', tenant: 'default', database: 'default', name: 'docs', dimension: 4, metric: 'cosine', index: { m: 16, efConstruction: 64, efSearch: 64, quantization: 'f16' }, createdAt: '2026-01-01T00:00:00.000Z', tieringPolicy: 'MemoryS3' };
+
+  it('collection.json: a non-UUID id, names outside [A-Za-z0-9_.-], a bad dimension or policy answer STORAGE_CORRUPT', () => {
+    expect(decodeRecord(encodeRecord(good), 'k')).toEqual(good);
+    const bad: Partial<Record<keyof CollectionRecord, unknown>>[] = [
+      { collectionId: '../../../../tmp/x' },
+      { collectionId: '0B9F3A2E-6C1D-4E8F-9A7B-1C2D3E4F5A6B/..' },
+      { tenant: '../other' },
+      { database: '' },
+      { name: 'a/b' },
+      { dimension: 2.5 },
+      { dimension: -1 },
+      { tieringPolicy: 'Everywhere' },
+    ];
+    for (const change of bad) {
+      const body = Buffer.from(JSON.stringify({ formatVersion: 1, collection: { ...good, ...change } }));
+      expect(codeOf(() => decodeRecord(body, 'k')), JSON.stringify(change)).toBe('STORAGE_CORRUPT');
+    }
+  });
+
+  it('a checksummed manifest naming ../ segment files answers STORAGE_CORRUPT', () => {
+    const file = (name: string): Buffer => {
+      const body = JSON.stringify({ formatVersion: 1, version: 3, nextSegmentId: 2, nextRowKey: 10, checkpointLsn: 5, segments: [{ id: 1, file: name, rows: 1, tombstones: 0, minLsn: 1, maxLsn: 5, bytes: 100 }] });
+      return Buffer.from(JSON.stringify({ crc: crc32(body), body }));
+    };
+    expect(decodeManifestFile(file('seg-00000001.seg'), 'm').segments[0]!.file).toBe('seg-00000001.seg');
+    for (const name of ['../../escape.seg', '/etc/passwd', 'a/b.seg', '..']) expect(codeOf(() => decodeManifestFile(file(name), 'm')), name).toBe('STORAGE_CORRUPT');
+  });
+});

@@ -1,13 +1,13 @@
 import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { crc32, gunzip } from 'node:zlib';
-import type { CollectionRecord } from '../catalog/catalog.js';
+import { gunzip } from 'node:zlib';
+import { TIERING_POLICIES, type CollectionRecord } from '../catalog/catalog.js';
 import { AkiError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../objectstore/object-store.js';
 import { sleep, type Service, type ServiceLogger } from '../services/service.js';
 import { fsyncDir } from '../storage/fs-util.js';
-import type { Manifest } from '../storage/manifest.js';
+import { decodeManifestText, type Manifest } from '../storage/manifest.js';
 import type { UploadTask } from './upload-worker.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -101,6 +101,9 @@ export function encodeRecord(record: CollectionRecord): Buffer {
 }
 
 /** Parse a `collection.json` body; throws STORAGE_CORRUPT when it is not a catalog record. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+
 export function decodeRecord(body: Uint8Array, where: string): CollectionRecord {
   let parsed: unknown;
   try {
@@ -114,25 +117,24 @@ export function decodeRecord(body: Uint8Array, where: string): CollectionRecord 
     rec !== null &&
     (['collectionId', 'tenant', 'database', 'name', 'metric', 'createdAt'] as const).every((k) => typeof rec[k] === 'string') &&
     typeof rec.dimension === 'number' &&
+    Number.isInteger(rec.dimension) &&
+    rec.dimension > 0 &&
     typeof rec.index === 'object' &&
-    rec.index !== null;
-  if (!ok) throw new AkiError('STORAGE_CORRUPT', { key: where }, 'collection.json does not hold a collection record');
+    rec.index !== null &&
+    // The id names a local directory and the names go into the catalog: a bucket is input too.
+    UUID.test(rec.collectionId!) &&
+    [rec.tenant, rec.database, rec.name].every((n) => NAME.test(n!)) &&
+    (rec.tieringPolicy === undefined || (TIERING_POLICIES as readonly unknown[]).includes(rec.tieringPolicy));
+  if (!ok) throw new AkiError('STORAGE_CORRUPT', { key: where }, 'collection.json does not hold a valid collection record');
   // Records stored before tiering policies were recorded came from MemoryS3 collections.
   return { ...(rec as CollectionRecord), tieringPolicy: rec.tieringPolicy ?? 'MemoryS3' };
 }
 
 /** Decode a manifest file as the engine writes it (`{crc, body}`); throws STORAGE_CORRUPT when it fails its checksum. */
 export function decodeManifestFile(raw: Uint8Array, where: string): Manifest {
-  try {
-    const parsed = JSON.parse(Buffer.from(raw).toString('utf8')) as { crc?: unknown; body?: unknown };
-    if (typeof parsed.body === 'string' && crc32(parsed.body) === parsed.crc) {
-      const m = JSON.parse(parsed.body) as Manifest;
-      if (Number.isInteger(m.version) && Array.isArray(m.segments)) return m;
-    }
-  } catch (err) {
-    throw new AkiError('STORAGE_CORRUPT', { file: where }, 'Manifest is not valid JSON', { cause: err });
-  }
-  throw new AkiError('STORAGE_CORRUPT', { file: where }, 'Manifest failed its checksum');
+  // The same checks as a local manifest: checksum, counters, and bare file names (a manifest from
+  // the bucket naming `../x` must never reach path.join on restore).
+  return decodeManifestText(Buffer.from(raw).toString('utf8'), where);
 }
 
 /** Every file a manifest names: segment files and their index files. */
