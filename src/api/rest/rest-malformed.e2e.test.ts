@@ -1,82 +1,19 @@
-import fs from 'node:fs';
-import { Agent, request } from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startS3Server, type S3TestServer } from '../../test-support/s3-server.js';
-import { startServerProcess, type ServerProcess } from '../../test-support/server-process.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DIMENSION, JSON_TYPE, KEEP_DOCS, SCOPES, VALID_VECTOR, useFuzzServer, type Answer, type FuzzServer, type PlainRequest, type Route, type Schema, type Snapshot } from '../../test-support/fuzz-server.js';
+import type { ServerProcess } from '../../test-support/server-process.js';
 
 // Every route the server documents in /openapi.json, fed malformed input over a real socket.
 // The contract: a client's mistake is never a 5xx, every 4xx is {"error":{"code","message","details"}},
 // and nothing malformed changes stored data.
 
-/** A JSON schema as /openapi.json prints it (OpenAPI 3.0: `nullable` instead of a "null" type). */
-interface Schema {
-  type?: string | string[];
-  nullable?: boolean;
-  enum?: unknown[];
-  minimum?: number;
-  maximum?: number;
-  minLength?: number;
-  maxLength?: number;
-  pattern?: string;
-  minItems?: number;
-  maxItems?: number;
-  items?: Schema;
-  anyOf?: Schema[];
-  properties?: Record<string, Schema>;
-  required?: string[];
-  additionalProperties?: boolean | Schema;
-}
-interface Operation {
-  requestBody?: { content: Record<string, { schema: Schema }> };
-}
-interface Route {
-  method: string;
-  template: string;
-  params: string[];
-  body: Schema | null;
-}
-interface Answer {
-  status: number;
-  text: string;
-  body: unknown;
-}
-interface Case {
+interface Case extends PlainRequest {
   label: string;
-  method: string;
-  path: string;
-  body?: string | Buffer;
-  contentType?: string;
   /** Exact status wanted; otherwise any status below 500. */
   status?: number;
   /** Any 4xx wanted (the input names nothing that exists). */
   clientError?: boolean;
   code?: string;
-}
-
-const DIMENSION = 8;
-const VALID_VECTOR = [0.5, -0.25, 1, 2, -3, 0.125, 4, -1];
-const JSON_TYPE = 'application/json';
-
-// Two scopes, each with a "keep" collection the battery must leave untouched and a "sandbox" that
-// inputs valid enough to be served are pointed at.
-const SCOPES = [
-  { prefix: '/api/v1', tenant: 'default', database: 'default' },
-  { prefix: '/api/v1/tenants/acme/databases/prod', tenant: 'acme', database: 'prod' },
-];
-const KEEP_DOCS = Array.from({ length: 20 }, (_, i) => ({
-  doc_id: `k${i}`,
-  vector: VALID_VECTOR.map((x, j) => (j === i % DIMENSION ? x + i : x)),
-  metadata: { i, tag: i % 2 === 0 ? 'even' : 'odd', nested: { deep: [i, { x: `v${i}` }] } },
-}));
-
-/** What `keep` looks like; compared before and after the battery. */
-interface Snapshot {
-  count: unknown;
-  docs: unknown[];
-  ranking: unknown;
 }
 
 /** A body each POST route accepts; mutations of it are the battery. Keyed by the route's last segment. */
@@ -93,6 +30,7 @@ const BASE_BODIES: Record<string, Record<string, unknown>> = {
   'circuit-breaker': { enabled: true, failure_threshold: 0.5, window_seconds: 60, cooldown_seconds: 300, half_open_successes: 10, minimum_requests: 10 },
   dlq: { max_size: 1000, ttl_days: 7 },
   's3-upload': { batch_size: 10, max_concurrency: 5, compression: 'none' },
+  'api-keys': { name: 'fuzz key', role: 'viewer' },
 };
 
 /** Values of every JSON kind, edge numbers and strings; each field gets those its schema rejects. */
@@ -175,39 +113,6 @@ const JUNK_PARAMS = [
 const CONTENT_TYPES_NOT_JSON = ['text/plain', 'text/html', 'application/xml', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=xyz', 'application/octet-stream', 'application/jsonx', 'json', 'application/javascript', 'image/png'];
 
 const BROKEN_JSON = ['{', '{"a":', '{"a" 1}', "{'a': 1}", '{a: 1}', 'undefined', 'NaN', '[1,]', '{"a": 1,}', '}{', '{"a": 1}}', '{"a": 01}', '{"a": .5}', '{"a": "\\x41"}', '\u0000', 'nul', 'tru', '"unterminated'];
-
-const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-
-/** One raw request: the path is sent exactly as given (no client-side normalisation). */
-function send(port: number, c: Pick<Case, 'method' | 'path' | 'body' | 'contentType'>, retry = true): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = {};
-    const payload = c.body === undefined ? undefined : Buffer.isBuffer(c.body) ? c.body : Buffer.from(c.body, 'utf8');
-    if (c.contentType !== undefined) headers['content-type'] = c.contentType;
-    if (payload !== undefined) headers['content-length'] = String(payload.length);
-    const req = request({ host: '127.0.0.1', port, method: c.method, path: c.path, headers, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown;
-        try {
-          body = text.length > 0 ? JSON.parse(text) : undefined;
-        } catch {
-          body = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, text, body });
-      });
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      // A pooled keep-alive socket the server closed after its previous answer: a client artifact.
-      if (retry && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) send(port, c, false).then(resolve, reject);
-      else reject(err);
-    });
-    req.end(payload);
-  });
-}
 
 /** Why an answer breaks the contract, or null. */
 function problem(c: Case, res: Answer): string | null {
@@ -325,13 +230,13 @@ function mutates(r: Route): boolean {
   return r.method === 'DELETE' || /\/(insert|upsert|delete)$/.test(r.template);
 }
 
-async function runCases(port: number, cases: Case[], concurrency = 6): Promise<string[]> {
+async function runCases(send: FuzzServer['send'], cases: Case[], concurrency = 6): Promise<string[]> {
   const problems: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < cases.length) {
       const c = cases[next++]!;
-      const res = await send(port, c);
+      const res = await send(c);
       stats.record(res.status);
       const p = problem(c, res);
       if (p) problems.push(p);
@@ -339,6 +244,30 @@ async function runCases(port: number, cases: Case[], concurrency = 6): Promise<s
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return problems;
+}
+
+/** Requests of the property run: with the batteries above, over 15,000 malformed requests in all. */
+const PROPERTY_RUNS = 10_000;
+/** Fewest property requests every documented route must get, and have its route match. */
+const MIN_HITS_PER_ROUTE = 50;
+
+/** A route as the server's metrics name it: the method and Fastify's `:param` path. */
+function routeKey(r: Route): string {
+  return `${r.method} ${r.template.replace(/\{(\w+)\}/g, ':$1')}`;
+}
+
+/** REST requests the server counted per matched route (akidb_requests_total, summed over codes), by routeKey. */
+async function servedByRoute(call: FuzzServer['call']): Promise<Map<string, number>> {
+  const res = await call('GET', '/metrics');
+  expect(res.status).toBe(200);
+  const out = new Map<string, number>();
+  for (const m of res.text.matchAll(/^akidb_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]));
+    if (labels.protocol !== 'rest') continue;
+    const key = `${labels.method} ${labels.endpoint}`;
+    out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+  }
+  return out;
 }
 
 /** How many requests the file sent, by status. */
@@ -353,51 +282,15 @@ const stats = {
 };
 
 describe('REST malformed input: every route from /openapi.json', () => {
+  // Both scopes hold a "keep" collection the battery must leave untouched and a "sandbox" that
+  // inputs valid enough to be served are pointed at.
+  const fuzz = useFuzzServer({ bucket: 'malformed' });
   let server: ServerProcess;
-  let dir: string;
-  let s3: S3TestServer | undefined;
   let routes: Route[];
   let before: Snapshot[];
-  const call = (method: string, p: string, body?: unknown): Promise<Answer> => send(server.restPort, { method, path: p, ...(body === undefined ? {} : { body: JSON.stringify(body), contentType: JSON_TYPE }) });
-
-  async function snapshot(prefix: string): Promise<Snapshot> {
-    const info = await call('GET', `${prefix}/collections/keep`);
-    const docs = await Promise.all(KEEP_DOCS.map(async (d) => (await call('GET', `${prefix}/collections/keep/docs/${d.doc_id}`)).body));
-    const q = await call('POST', `${prefix}/collections/keep/query`, { query_vector: VALID_VECTOR, top_k: 50, include_vector: true });
-    return { count: (info.body as { document_count: number }).document_count, docs, ranking: q.body && (q.body as { matches: unknown }).matches };
-  }
-
-  beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-rest-malformed-'));
-    // With an object store, so the tier and dead-letter-queue admin routes serve too.
-    s3 = await startS3Server({ bucket: 'malformed' });
-    server = await startServerProcess({ dataDir: dir, env: { AKIDB_S3_BUCKET: 'malformed', AKIDB_S3_ENDPOINT: s3.endpoint, AKIDB_S3_ACCESS_KEY: s3.credentials.accessKeyId, AKIDB_S3_SECRET_KEY: s3.credentials.secretAccessKey } });
-    expect((await call('POST', '/api/v1/tenants', { name: 'acme' })).status).toBe(201);
-    expect((await call('POST', '/api/v1/tenants/acme/databases', { name: 'prod' })).status).toBe(201);
-    for (const s of SCOPES) {
-      for (const name of ['keep', 'sandbox']) expect((await call('POST', `${s.prefix}/collections`, { name, dimension: DIMENSION, metric: 'l2' })).status).toBe(201);
-      expect((await call('POST', `${s.prefix}/collections/keep/upsert`, { documents: KEEP_DOCS })).status).toBe(200);
-      expect((await call('POST', `${s.prefix}/collections/sandbox/insert`, { doc_id: 'sandbox-doc', vector: VALID_VECTOR })).status).toBe(200);
-    }
-    before = await Promise.all(SCOPES.map((s) => snapshot(s.prefix)));
-    expect(before[0]!.count).toBe(KEEP_DOCS.length);
-
-    const doc = (await call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, Operation>> };
-    routes = Object.entries(doc.paths).flatMap(([template, ops]) =>
-      Object.entries(ops).map(([method, op]) => ({
-        method: method.toUpperCase(),
-        template,
-        params: [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!),
-        body: op.requestBody?.content[JSON_TYPE]?.schema ?? null,
-      })),
-    );
-  });
-
-  afterAll(async () => {
-    agent.destroy();
-    if (server) expect(await server.stop('SIGTERM')).toBe(0);
-    await s3?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+  let call: FuzzServer['call'];
+  beforeAll(() => {
+    ({ server, routes, before, call } = fuzz());
   });
 
   it('the document lists the collection, tenant, health and metrics routes, and every POST route accepts its base body', async () => {
@@ -437,7 +330,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
       for (const body of ['[]', '[{}]', JSON.stringify([baseBody(r)]), '"string"', '42', '-1.5', '0', 'null', 'true', 'false', '""']) cases.push({ label: 'wrong top-level type', method: 'POST', path: fill(r), body, contentType: JSON_TYPE, status: 400 });
     }
     expect(cases.length).toBeGreaterThan(500);
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
   });
 
   it('bodies sent as anything but application/json answer 415 UNSUPPORTED_MEDIA_TYPE (none read, none stored)', async () => {
@@ -447,7 +340,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
       for (const contentType of CONTENT_TYPES_NOT_JSON) cases.push({ label: `content-type ${contentType}`, method: r.method, path: fill(r), body, contentType, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
       cases.push({ label: 'no content-type', method: r.method, path: fill(r), body, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
     }
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
   });
 
   it('every documented body field given a value its schema rejects answers 400; values it admits never a 5xx', async () => {
@@ -471,7 +364,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
       }
     }
     expect(rejected).toBeGreaterThan(1000);
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
   });
 
   it('missing required fields, unknown extra fields and __proto__ / constructor.prototype keys answer 400', async () => {
@@ -491,7 +384,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
       if (text.includes('"filter":{')) add('constructor.prototype in a filter', text.replace('"filter":{', '"filter":{"constructor":{"prototype":{"polluted":true}},'));
     }
     expect(cases.length).toBeGreaterThan(100);
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
     // Nothing was polluted: a plain object in a fresh answer has no inherited "polluted".
     const res = await call('GET', '/api/v1/collections/keep/docs/k1');
     expect(res.text).not.toContain('polluted');
@@ -514,7 +407,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
     // Unknown and percent-junk paths outside any route.
     for (const junk of JUNK_PARAMS) cases.push({ label: 'unknown path', method: 'GET', path: `/api/v1/${junk}`, clientError: true });
     expect(cases.length).toBeGreaterThan(1000);
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
   });
 
   it('methods a documented path does not have answer 404 ROUTE_NOT_FOUND', async () => {
@@ -530,10 +423,10 @@ describe('REST malformed input: every route from /openapi.json', () => {
       }
     }
     expect(cases.length).toBeGreaterThan(50);
-    expect(await runCases(server.restPort, cases)).toEqual([]);
+    expect(await runCases(fuzz().send, cases)).toEqual([]);
   });
 
-  it('property: random routes, parameters, bodies and content types never get a 5xx or a shapeless error', async () => {
+  it('property: 10,000 random requests over every route, each route hit and matched, never get a 5xx or a shapeless error', async () => {
     const junkJson: fc.Arbitrary<unknown> = fc.oneof(
       fc.jsonValue({ maxDepth: 3 }),
       fc.constantFrom(...CANDIDATES),
@@ -574,7 +467,9 @@ describe('REST malformed input: every route from /openapi.json', () => {
       return fc.record({ r: fc.constant(r), sandbox, body: r.method === 'GET' ? fc.constant<string | undefined>(undefined) : body, contentType, params });
     });
 
-    let sent = 0;
+    // Requests per route as sent, and as the server's router matched them (its request counter).
+    const sentTo = new Map<Route, number>();
+    const servedBefore = await servedByRoute(call);
     await fc.assert(
       fc.asyncProperty(requestArb, async ({ r, sandbox, body, contentType, params }) => {
         const over: Record<string, string> = {};
@@ -582,15 +477,26 @@ describe('REST malformed input: every route from /openapi.json', () => {
         const c: Case = { label: 'property', method: r.method, path: fill(r, over, sandbox) };
         if (body !== undefined) c.body = body;
         if (body !== undefined && contentType !== undefined) c.contentType = contentType;
-        const res = await send(server.restPort, c);
-        sent += 1;
+        const res = await fuzz().send(c);
+        sentTo.set(r, (sentTo.get(r) ?? 0) + 1);
         stats.record(res.status);
         const p = problem(c, res);
         if (p) throw new Error(`${p}\nbody: ${String(body).slice(0, 300)} content-type: ${String(contentType)}`);
       }),
-      { seed: 20_261_126, numRuns: 4000, endOnFailure: true },
+      { seed: 20_261_126, numRuns: PROPERTY_RUNS, endOnFailure: true },
     );
-    expect(sent).toBeGreaterThanOrEqual(4000);
+    const servedAfter = await servedByRoute(call);
+    expect([...sentTo.values()].reduce((a, b) => a + b, 0)).toBe(PROPERTY_RUNS);
+    // Every documented route got at least half its share, both as sent and as the server's router
+    // matched it (junk parameters and URLs the router refuses count as unmatched, not as the route).
+    const least = PROPERTY_RUNS / routes.length / 2;
+    expect(least, 'more routes than the run covers: raise PROPERTY_RUNS').toBeGreaterThanOrEqual(MIN_HITS_PER_ROUTE);
+    const starved = routes.flatMap((r) => {
+      const served = (servedAfter.get(routeKey(r)) ?? 0) - (servedBefore.get(routeKey(r)) ?? 0);
+      const sent = sentTo.get(r) ?? 0;
+      return sent >= least && served >= least ? [] : [`${routeKey(r)}: sent ${sent}, served ${served}`];
+    });
+    expect(starved).toEqual([]);
   });
 
   it('afterwards the server is healthy, logged no error, and the data written before the battery is unchanged', async () => {
@@ -598,14 +504,15 @@ describe('REST malformed input: every route from /openapi.json', () => {
     expect(health.status).toBe(200);
     expect(health.body).toMatchObject({ status: 'healthy' });
     expect((await call('GET', '/health/ready')).status).toBe(200);
-    const after = await Promise.all(SCOPES.map((s) => snapshot(s.prefix)));
-    expect(after).toEqual(before);
+    // Not the LSN: the junk doc_id battery's DELETEs on keep are served (204) and take LSNs.
+    const withoutLsn = (snaps: Snapshot[]): Omit<Snapshot, 'lastLsn'>[] => snaps.map(({ lastLsn: _, ...rest }) => rest);
+    expect(withoutLsn(await fuzz().snapshot())).toEqual(withoutLsn(before));
     for (const s of SCOPES) {
       const res = await call('GET', `${s.prefix}/collections/keep/docs/k3`);
       expect(res.body).toMatchObject({ doc_id: 'k3', vector: KEEP_DOCS[3]!.vector, metadata: KEEP_DOCS[3]!.metadata });
     }
     // Every request answered, none with a 5xx, and the process logged nothing at error level.
-    expect(stats.total).toBeGreaterThan(5000);
+    expect(stats.total).toBeGreaterThan(PROPERTY_RUNS + 5000);
     expect([...stats.byStatus.keys()].filter((s) => s >= 500)).toEqual([]);
     for (const s of [200, 400, 404, 415]) expect(stats.byStatus.get(s) ?? 0, `answers with ${s}`).toBeGreaterThan(0);
     expect(server.logs.filter((l) => typeof l.level === 'number' && l.level >= 50)).toEqual([]);

@@ -61,16 +61,21 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Build the REST server (not yet listening): routes, validation, error translation, health and metrics. */
 export async function buildRestServer(opts: RestServerOptions): Promise<RestServer> {
   const { config, logger, metrics, state, auth } = opts;
+  // Time allowed to receive a whole request. Node reads these only when the server is constructed:
+  // left to Fastify (which sets requestTimeout afterwards) they keep Node's defaults, deadlines
+  // checked every 30 s and a 60 s headersTimeout that, being above requestTimeout, bounds the body.
+  const receiveMs = Math.ceil(config.server.timeout_seconds * 1000);
+  const timeouts = { requestTimeout: receiveMs, headersTimeout: receiveMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.ceil(receiveMs / 4))) };
   const app = Fastify({
-    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, ...timeouts } } : { http: timeouts }),
     loggerInstance: logger,
     // One debug line a request from our own hook instead of Fastify's two info lines.
     logController: new LogController({ disableRequestLogging: true }),
     // Names are up to 255 characters and document ids up to 1 KiB, percent-encoded in paths.
     routerOptions: { maxParamLength: 4096 },
     bodyLimit: config.server.max_body_bytes,
-    // Time allowed to receive a whole request; the handler's own limit is enforced separately.
-    requestTimeout: Math.ceil(config.server.timeout_seconds * 1000),
+    // The handler's own limit is enforced separately.
+    requestTimeout: receiveMs,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     onProtoPoisoning: 'error',
@@ -95,8 +100,20 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
       const status = e.code === 'HPE_HEADER_OVERFLOW' ? 431 : e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const { body } = toErrorBody(Object.assign(new Error(status === 431 ? 'Request headers exceed 16 KiB' : status === 408 ? 'Request not received in time' : 'Malformed HTTP request'), { statusCode: status, code: e.code }));
       const text = JSON.stringify(body);
-      if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
-      socket.destroy();
+      const refuse = (): void => {
+        if (socket.destroyed) return;
+        if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+        socket.destroy();
+      };
+      // Whole requests pipelined before the bad bytes were served: their answers go out first, in
+      // order (Node hands the socket to each queued response in turn), then the refusal. One whose
+      // own bytes are broken (its body) is not waited for.
+      const next = (): void => {
+        const res = (socket as typeof socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+        if (res && res.req.complete && !res.writableFinished) res.once('close', next);
+        else refuse();
+      };
+      next();
     },
   });
   // Fastify parses text/plain by default; bodies must be JSON (415 otherwise).
@@ -143,7 +160,11 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     const url = req.routeOptions.url;
     const rule = url ? restRule(req.method, url) : null;
     if (rule?.permission === 'public') return;
-    const principal = await auth.authenticate(credentialOf(req.headers['x-api-key'], req.headers.authorization));
+    const principal = await auth.authenticate(credentialOf(req.headers['x-api-key'], req.headers.authorization)).catch((err: unknown) => {
+      // Failed attempts draw on their address's bucket, so guessing keys is as slow as the limit.
+      if (err instanceof AkiError && err.code === 'UNAUTHENTICATED') auth.limit(`ip:${req.ip}`);
+      throw err;
+    });
     auth.limit(principal.kind === 'anonymous' ? `ip:${req.ip}` : principal.id);
     if (rule) auth.authorize(principal, rule, tenantOf(req));
     req.principal = principal;
