@@ -39,7 +39,8 @@ export function parseBootstrapKeys(text: string): BootstrapKey[] {
     const keyHash = hashKey(key);
     if (seen.has(keyHash)) throw new Error(`${where}: the same key is listed twice`);
     seen.add(keyHash);
-    out.push({ keyId: `env-${keyHash.slice(0, 12)}`, keyHash, role, tenant: tenant ?? null });
+    // The id is the entry's position: nothing derived from the key, which may be short enough to guess offline.
+    out.push({ keyId: `env-${i + 1}`, keyHash, role, tenant: tenant ?? null });
   });
   return out;
 }

@@ -67,15 +67,16 @@ export class Authenticator {
   async authenticate(credential: string | null): Promise<Principal> {
     if (!this.enabled) return ANONYMOUS;
     if (credential === null) throw new AkiError('UNAUTHENTICATED', { reason: 'missing_credential' }, 'Send an API key in X-API-Key or Authorization: Bearer, or a JWT as a bearer token');
-    if (looksLikeJwt(credential) && this.#jwt.enabled) {
-      const t = await this.#jwt.verify(credential);
-      return { kind: 'jwt', id: `jwt:${t.subject}`, role: t.role, tenant: t.tenant };
-    }
+    // Keys first: a bootstrap key may contain two dots and so look like a JWT.
     const hash = hashKey(credential);
     const boot = this.#bootstrap.get(hash);
     if (boot) return { kind: 'api_key', id: boot.keyId, role: boot.role, tenant: boot.tenant };
     const rec = this.#db.apiKeys.findApiKeyByHash(hash);
     if (rec && isRole(rec.role)) return { kind: 'api_key', id: rec.keyId, role: rec.role, tenant: rec.tenant };
+    if (looksLikeJwt(credential) && this.#jwt.enabled) {
+      const t = await this.#jwt.verify(credential);
+      return { kind: 'jwt', id: `jwt:${t.subject}`, role: t.role, tenant: t.tenant };
+    }
     throw new AkiError('UNAUTHENTICATED', { reason: looksLikeJwt(credential) ? 'tokens_not_configured' : 'unknown_key' }, looksLikeJwt(credential) ? 'This server accepts no JWTs (set AKIDB_JWT_SECRET or AKIDB_JWT_JWKS_URL)' : 'The API key is not valid (unknown or revoked)');
   }
 

@@ -85,8 +85,9 @@ export class JwtVerifier {
       }
       const reason = JOSE_REASONS[code];
       if (reason) throw refused(reason, reason === 'token_expired' ? 'The token has expired' : `The token was refused (${reason.replace(/_/g, ' ')})`);
-      // The key set could not be fetched or read: not the client's fault.
-      if (alg !== 'HS256' && (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === '')) throw new AkiError('AUTH_UNAVAILABLE', { reason: code || 'jwks_unreachable' }, 'The key set for verifying tokens could not be fetched; retry later', { cause: err });
+      // The key set could not be fetched or read: not the client's fault. (jose raises its generic
+      // error only when the JWKS endpoint answers other than 200 OK with JSON.)
+      if (alg !== 'HS256' && (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === 'ERR_JOSE_GENERIC' || code === '')) throw new AkiError('AUTH_UNAVAILABLE', { reason: code || 'jwks_unreachable' }, 'The key set for verifying tokens could not be fetched; retry later', { cause: err });
       // Anything else jose refuses is a token it cannot read.
       throw refused('malformed_token', 'The token is not a well-formed JWT');
     }

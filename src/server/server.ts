@@ -14,6 +14,7 @@ import { AkiError } from '../errors.js';
 import { TieringMetrics } from '../observability/tiering-metrics.js';
 import { TieringRuntime } from '../tiering/tiering-runtime.js';
 import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { Authenticator } from '../security/authenticator.js';
 import { isLoopback } from '../config/load-config.js';
 
@@ -184,11 +185,18 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
 async function loadTls(config: AkiConfig): Promise<{ cert: Buffer; key: Buffer } | null> {
   const { tls_cert: certFile, tls_key: keyFile } = config.server;
   if (certFile === '' && keyFile === '') return null;
+  let tls: { cert: Buffer; key: Buffer };
   try {
-    return { cert: await readFile(certFile), key: await readFile(keyFile) };
+    tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
   } catch (err) {
     throw new StartupRefused(`cannot read the TLS certificate or key (${certFile}, ${keyFile}): ${(err as Error).message}`);
   }
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new StartupRefused(`the TLS certificate ${certFile} and key ${keyFile} are not a usable PEM pair: ${(err as Error).message}`);
+  }
+  return tls;
 }
 
 /** Protected mode is checked with the config; here the operator who chose `insecure` is reminded at every start. */

@@ -279,8 +279,12 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
       const auth = o.auth;
       if (auth) {
         const md = call.metadata;
-        const principal = await auth.authenticate(credentialOf(md.get('x-api-key')[0], md.get('authorization')[0]));
-        auth.limit(principal.kind === 'anonymous' ? `peer:${call.getPeer().replace(/:\d+$/, '')}` : principal.id);
+        const peer = `ip:${call.getPeer().replace(/:\d+$/, '').replace(/^\[|\]$/g, '')}`;
+        const principal = await auth.authenticate(credentialOf(md.get('x-api-key')[0], md.get('authorization')[0])).catch((err: unknown) => {
+          if (err instanceof AkiError && err.code === 'UNAUTHENTICATED') auth.limit(peer);
+          throw err;
+        });
+        auth.limit(principal.kind === 'anonymous' ? peer : principal.id);
         if (request instanceof UndecodedRequest) throw request.error;
         const rule = GRPC_METHODS[method];
         if (!rule) throw new AkiError('PERMISSION_DENIED', { method }, 'This method has no entry in the permission table');
