@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { AkiDB } from '../engine/database.js';
 import { AkiError } from '../errors.js';
@@ -366,5 +366,36 @@ describe('RateLimiter', () => {
     s.advance(50_000);
     slow.take('other');
     expect(slow.size).toBe(1);
+  });
+});
+
+describe('verified tokens are reused until they expire, never after', () => {
+  it('a token accepted once is accepted from the cache within its lifetime and refused after exp plus the tolerance', async () => {
+    const { SignJWT } = await import('jose');
+    const secret = 'cache-test-secret-of-at-least-32-bytes!';
+    const db = await openDb();
+    const auth = authOf(db, { AKIDB_JWT_SECRET: secret });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(new Date('2030-01-01T00:00:00Z'));
+      const exp = Math.floor(Date.now() / 1000) + 60;
+      const token = await new SignJWT({ role: 'viewer' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(exp).setSubject('cached').sign(new TextEncoder().encode(secret));
+      expect(await auth.authenticate(token)).toMatchObject({ kind: 'jwt', role: 'viewer' });
+      vi.setSystemTime(new Date('2030-01-01T00:01:04Z')); // past exp, within the 5 s tolerance
+      expect(await auth.authenticate(token)).toMatchObject({ kind: 'jwt', role: 'viewer' });
+      vi.setSystemTime(new Date('2030-01-01T00:01:06Z')); // past exp + tolerance: the cache must not keep it alive
+      expect((await thrown(() => auth.authenticate(token))).details).toMatchObject({ reason: 'token_expired' });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a catalog key is served from memory but refused at once when revoked', async () => {
+    const db = await openDb();
+    const auth = authOf(db, { AKIDB_API_KEYS: 'bootstrap-admin-key-0123456789' });
+    const k = await auth.createKey('cached', 'viewer', null);
+    for (let i = 0; i < 3; i++) expect(await auth.authenticate(k.key)).toMatchObject({ id: k.key_id });
+    auth.revokeKey(k.key_id);
+    expect((await thrown(() => auth.authenticate(k.key))).code).toBe('UNAUTHENTICATED');
   });
 });

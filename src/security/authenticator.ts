@@ -26,6 +26,9 @@ export function credentialOf(apiKeyHeader: unknown, authorization: unknown): str
   return null;
 }
 
+/** Verified tokens kept (until they expire) so a client reusing one pays for its signature once. */
+const TOKEN_CACHE_SIZE = 10_000;
+
 const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', role: 'admin', tenant: null };
 
 /**
@@ -39,6 +42,10 @@ export class Authenticator {
   readonly #bootstrap: Map<string, BootstrapKey>;
   readonly #jwt: JwtVerifier;
   readonly #limiter: RateLimiter | null;
+  /** Catalog keys by hash; cleared whenever a key is created or revoked (this process owns the catalog). Misses are not kept. */
+  readonly #keys = new Map<string, Principal>();
+  /** Verified tokens by their exact text, with `exp` in ms; oldest dropped first past TOKEN_CACHE_SIZE. */
+  readonly #tokens = new Map<string, { principal: Principal; expiresMs: number }>();
 
   constructor(db: AkiDB, auth: AkiConfig['auth']) {
     this.enabled = auth.enabled;
@@ -71,11 +78,23 @@ export class Authenticator {
     const hash = hashKey(credential);
     const boot = this.#bootstrap.get(hash);
     if (boot) return { kind: 'api_key', id: boot.keyId, role: boot.role, tenant: boot.tenant };
+    const known = this.#keys.get(hash);
+    if (known) return known;
     const rec = this.#db.apiKeys.findApiKeyByHash(hash);
-    if (rec && isRole(rec.role)) return { kind: 'api_key', id: rec.keyId, role: rec.role, tenant: rec.tenant };
+    if (rec && isRole(rec.role)) {
+      const p: Principal = { kind: 'api_key', id: rec.keyId, role: rec.role, tenant: rec.tenant };
+      if (this.#keys.size < TOKEN_CACHE_SIZE) this.#keys.set(hash, p);
+      return p;
+    }
     if (looksLikeJwt(credential) && this.#jwt.enabled) {
+      const cached = this.#tokens.get(credential);
+      if (cached && Date.now() < cached.expiresMs) return cached.principal;
+      if (cached) this.#tokens.delete(credential);
       const t = await this.#jwt.verify(credential);
-      return { kind: 'jwt', id: `jwt:${t.subject}`, role: t.role, tenant: t.tenant };
+      const principal: Principal = { kind: 'jwt', id: `jwt:${t.subject}`, role: t.role, tenant: t.tenant };
+      this.#tokens.set(credential, { principal, expiresMs: (t.expiresAt + this.#jwt.clockToleranceSeconds) * 1000 });
+      if (this.#tokens.size > TOKEN_CACHE_SIZE) this.#tokens.delete(this.#tokens.keys().next().value!);
+      return principal;
     }
     throw new AkiError('UNAUTHENTICATED', { reason: looksLikeJwt(credential) ? 'tokens_not_configured' : 'unknown_key' }, looksLikeJwt(credential) ? 'This server accepts no JWTs (set AKIDB_JWT_SECRET or AKIDB_JWT_JWKS_URL)' : 'The API key is not valid (unknown or revoked)');
   }
@@ -107,6 +126,7 @@ export class Authenticator {
     const { keyId, key } = generateKey();
     const createdAt = new Date().toISOString();
     this.#db.apiKeys.createApiKey({ keyId, keyHash: hashKey(key), name, role, tenant, createdAt });
+    this.#keys.clear();
     return { ...keyView({ keyId, keyHash: '', name, role, tenant, createdAt, revokedAt: null }), key };
   }
 
@@ -116,6 +136,7 @@ export class Authenticator {
 
   revokeKey(keyId: string): void {
     if ([...this.#bootstrap.values()].some((k) => k.keyId === keyId)) throw new AkiError('INVALID_ARGUMENT', { key_id: keyId, reason: 'environment_key' }, 'Keys from AKIDB_API_KEYS are revoked by removing them from it and restarting');
+    this.#keys.clear();
     if (!this.#db.apiKeys.revokeApiKey(keyId)) throw keyNotFound(keyId);
   }
 }

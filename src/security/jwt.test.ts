@@ -121,8 +121,8 @@ describe('JwtVerifier with an HS256 secret', () => {
   const hs = new JwtVerifier(settings({ secret: SECRET }));
 
   it('accepts a valid token and reads subject, role and tenant from the claims', async () => {
-    expect(await hs.verify(await mint({ role: 'operator', tenant: 'acme' }, { sub: 'alice' }))).toEqual({ subject: 'alice', role: 'operator', tenant: 'acme' });
-    expect(await hs.verify(await mint({ role: 'viewer' }))).toEqual({ subject: 'jwt', role: 'viewer', tenant: null });
+    expect(await hs.verify(await mint({ role: 'operator', tenant: 'acme' }, { sub: 'alice' }))).toMatchObject({ subject: 'alice', role: 'operator', tenant: 'acme' });
+    expect(await hs.verify(await mint({ role: 'viewer' }))).toMatchObject({ subject: 'jwt', role: 'viewer', tenant: null });
     expect(hs.enabled).toBe(true);
     expect(new JwtVerifier(settings()).enabled).toBe(false);
   });
@@ -256,8 +256,8 @@ describe('JwtVerifier with a JWKS', () => {
 
   it('verifies RS256 and ES256 tokens against the served key set', async () => {
     const v = new JwtVerifier(settings({ jwksUrl: jwks.url, roleClaim: 'roles' }));
-    expect(await v.verify(await mint({ roles: ['viewer', 'operator'], tenant: 'acme' }, { alg: 'RS256', key: rsa.privateKey, kid: 'rsa-1', sub: 'svc-a' }))).toEqual({ subject: 'svc-a', role: 'operator', tenant: 'acme' });
-    expect(await v.verify(await mint({ roles: ['admin'] }, { alg: 'ES256', key: ec.privateKey, kid: 'ec-1', sub: 'svc-b' }))).toEqual({ subject: 'svc-b', role: 'admin', tenant: null });
+    expect(await v.verify(await mint({ roles: ['viewer', 'operator'], tenant: 'acme' }, { alg: 'RS256', key: rsa.privateKey, kid: 'rsa-1', sub: 'svc-a' }))).toMatchObject({ subject: 'svc-a', role: 'operator', tenant: 'acme' });
+    expect(await v.verify(await mint({ roles: ['admin'] }, { alg: 'ES256', key: ec.privateKey, kid: 'ec-1', sub: 'svc-b' }))).toMatchObject({ subject: 'svc-b', role: 'admin', tenant: null });
     // Expiry and claims are checked on asymmetric tokens as on HS256 ones.
     await expectUnauthenticated(v, await mint({ roles: ['admin'] }, { alg: 'ES256', key: ec.privateKey, kid: 'ec-1', exp: now() - 3600 }), 'token_expired');
     await expectUnauthenticated(v, await mint({ roles: ['admin'] }, { alg: 'ES256', key: ec.privateKey, kid: 'ec-1', exp: null }), 'invalid_exp');

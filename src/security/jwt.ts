@@ -19,6 +19,8 @@ export interface TokenIdentity {
   subject: string;
   role: Role;
   tenant: string | null;
+  /** `exp`, in seconds since the epoch. */
+  expiresAt: number;
 }
 
 /** Asymmetric algorithms taken from the JWKS; HS256 only with the shared secret, never `none`. */
@@ -52,6 +54,10 @@ export class JwtVerifier {
     this.#s = settings;
     this.#secret = settings.secret !== '' ? new TextEncoder().encode(settings.secret) : null;
     this.#jwks = settings.jwksUrl !== '' ? createRemoteJWKSet(new URL(settings.jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }) : null;
+  }
+
+  get clockToleranceSeconds(): number {
+    return this.#s.clockToleranceSeconds;
   }
 
   get enabled(): boolean {
@@ -96,7 +102,7 @@ export class JwtVerifier {
     if (!role) throw new AkiError('PERMISSION_DENIED', { reason: 'no_role', claim: this.#s.roleClaim }, `The token's ${this.#s.roleClaim} claim names no role (viewer, operator or admin)`);
     const rawTenant = payload[this.#s.tenantClaim];
     if (rawTenant !== undefined && (typeof rawTenant !== 'string' || !/^[A-Za-z0-9_.-]{1,255}$/.test(rawTenant))) throw refused(`invalid_${this.#s.tenantClaim}`, `The token's ${this.#s.tenantClaim} claim is not a tenant name`);
-    return { subject: typeof payload.sub === 'string' ? payload.sub.slice(0, 200) : 'jwt', role, tenant: rawTenant ?? null };
+    return { subject: typeof payload.sub === 'string' ? payload.sub.slice(0, 200) : 'jwt', role, tenant: rawTenant ?? null, expiresAt: payload.exp! };
   }
 }
 
