@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   PERMISSION_DENIED: { http: 403, grpc: 'PERMISSION_DENIED', message: "The credential's role does not allow this" },
   RATE_LIMITED: { http: 429, grpc: 'RESOURCE_EXHAUSTED', message: 'Too many requests for this credential; retry after the time given' },
   AUTH_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', message: 'Credentials cannot be checked right now; retry later' },
+  BACKUP_NOT_FOUND: { http: 404, grpc: 'NOT_FOUND', message: 'Backup not found' },
   API_KEY_NOT_FOUND: { http: 404, grpc: 'NOT_FOUND', message: 'API key not found' },
   ROUTE_NOT_FOUND: { http: 404, grpc: 'UNIMPLEMENTED', message: 'No such route' },
   DOCUMENT_NOT_FOUND: { http: 404, grpc: 'NOT_FOUND', message: 'Document not found' },

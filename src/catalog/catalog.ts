@@ -297,6 +297,11 @@ export class Catalog {
     return this.#sql('UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL').run(new Date().toISOString(), keyId).changes === 1;
   }
 
+  /** A consistent copy of the catalog in `file`, taken online with SQLite's backup API. */
+  async backupTo(file: string): Promise<void> {
+    await this.#db.backup(file);
+  }
+
   close(): void {
     this.#db.close();
   }

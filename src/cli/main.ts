@@ -15,6 +15,12 @@ Commands:
   stats --data-dir DIR    print every collection's document count and index state (server stopped)
   config example          print config.example.toml: every option at its default
   config check [options]  load the configuration as \`serve\` would and print it, or every problem
+  backup --url URL --out DIR [--api-key KEY]
+                          consistent online backup of a running server (catalog, manifests, segments; SHA-256 checked)
+  restore --from DIR --data-dir DIR
+                          verify a backup, then rebuild an empty data directory from it
+  verify --backup DIR | --data-dir DIR
+                          check a backup or a stopped node: checksums, catalog integrity_check, manifests, segments
 
 Server options (each overrides its AKIDB_* variable, which overrides the config file):
   --config FILE           config.toml, akidb.yaml or .json (default: AKIDB_CONFIG, else ./config.toml or ./akidb.yaml if present)
@@ -98,6 +104,18 @@ async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write('akidb config: use `config example` or `config check [--config FILE]`\n');
     return 2;
+  }
+  if (command === 'backup' || command === 'restore' || command === 'verify') {
+    let flags: Record<string, string>;
+    try {
+      flags = parseFlags(argv.slice(1));
+    } catch (err) {
+      process.stderr.write(`akidb ${command}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const cmds = await import('./backup-commands.js');
+    const out = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t) };
+    return command === 'backup' ? cmds.backupCommand(flags, out) : command === 'restore' ? cmds.restoreCommand(flags, out) : cmds.verifyCommand(flags, out);
   }
   if (command === 'stats') {
     const i = argv.indexOf('--data-dir');

@@ -240,6 +240,12 @@ export class AkiDB {
     return this.#catalog;
   }
 
+  /** A consistent copy of the catalog in `file` (SQLite's online backup), taken while the server runs. */
+  backupCatalog(file: string): Promise<void> {
+    this.#checkOpen();
+    return this.#catalog.backupTo(file);
+  }
+
   /** Settings an operator changed at runtime, stored in the catalog by section (undefined when never changed). */
   runtimeConfig(section: string): unknown {
     this.#checkOpen();

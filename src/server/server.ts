@@ -16,6 +16,7 @@ import { TieringRuntime } from '../tiering/tiering-runtime.js';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { Authenticator } from '../security/authenticator.js';
+import { stagingRoot } from '../backup/backup.js';
 import { isLoopback } from '../config/load-config.js';
 
 /** The server cannot start as configured; the message says why and what to change. */
@@ -108,6 +109,8 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     throw err instanceof StartupRefused ? err : new StartupRefused(`[auth] api_keys: ${(err as Error).message}`);
   }
   warnIfExposed(config, logger);
+  // Backups staged for a client that never fetched them, before a restart.
+  await rm(stagingRoot(db), { recursive: true, force: true });
   const state = new ServerState(db, version);
   let rest: RestServer | null = null;
   let admin: RestServer | null = null;

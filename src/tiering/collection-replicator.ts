@@ -199,7 +199,7 @@ class FileSource {
 }
 
 /** The newest local manifest with its exact bytes, or null before the first flush. */
-async function readLocalManifest(dir: string): Promise<{ version: number; raw: Buffer; manifest: Manifest } | null> {
+export async function readLocalManifest(dir: string): Promise<{ version: number; raw: Buffer; manifest: Manifest } | null> {
   const mdir = path.join(dir, 'manifests');
   // A publish deletes the older version right after the newer one is durable: look again if the one we picked vanished.
   for (let attempt = 0; attempt < 10; attempt++) {

@@ -300,7 +300,7 @@ describe('REST malformed input: every route from /openapi.json', () => {
     // Every POST with a documented body serves its base body (the battery's 400s are the mutations'); the
     // body-less ones (admin actions such as compact) are served without one.
     const posts = routes.filter((r) => r.method === 'POST');
-    expect(posts.filter((r) => r.body === null).map((r) => r.template)).toEqual(['/admin/collections/{id}/compact', '/admin/collections/{id}/dlq/retry', '/admin/circuit-breaker/reset']);
+    expect(posts.filter((r) => r.body === null).map((r) => r.template)).toEqual(['/admin/collections/{id}/compact', '/admin/collections/{id}/dlq/retry', '/admin/circuit-breaker/reset', '/admin/backups']);
     for (const r of posts) {
       const res = r.body === null ? await call('POST', fill(r, {}, true)) : await call('POST', fill(r, {}, true), baseBody(r));
       expect(res.status, `${r.template}: ${res.text}`).toBeLessThan(300);

@@ -17,6 +17,7 @@ import { credentialOf, type Authenticator, type Principal } from '../../security
 import { restRule } from '../../security/permissions.js';
 import { DEFAULT_TENANT } from '../../engine/database.js';
 import { registerKeyRoutes } from './key-routes.js';
+import { registerBackupRoutes } from './backup-routes.js';
 
 export interface RestServerOptions {
   db: AkiDB;
@@ -217,6 +218,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     await app.register(async (scope) => {
       registerAdminRoutes(scope, ctx);
       registerKeyRoutes(scope, ctx);
+      registerBackupRoutes(scope, ctx, state.version);
     });
   }
   if (routes === 'admin') return app;
