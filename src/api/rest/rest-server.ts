@@ -65,7 +65,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   // Time allowed to receive a whole request. Node reads these only when the server is constructed:
   // left to Fastify (which sets requestTimeout afterwards) they keep Node's defaults, deadlines
   // checked every 30 s and a 60 s headersTimeout that, being above requestTimeout, bounds the body.
-  const receiveMs = Math.ceil(config.server.timeout_seconds * 1000);
+  // At least a second: a sub-second handler limit must not cut a large body still on the wire.
+  const receiveMs = Math.max(1000, Math.ceil(config.server.timeout_seconds * 1000));
   const timeouts = { requestTimeout: receiveMs, headersTimeout: receiveMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.ceil(receiveMs / 4))) };
   const app = Fastify({
     ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, ...timeouts } } : { http: timeouts }),
