@@ -59,8 +59,8 @@ export function stagingDir(db: AkiDB, backupId: string): string {
   return path.join(stagingRoot(db), backupId);
 }
 
-/** Take a backup of a running database into `<data_dir>/backups/<id>/`; returns its manifest. */
-export async function createSnapshot(db: AkiDB, serverVersion: string): Promise<BackupManifest> {
+/** Take a backup of a running database (or of the collections in `only`) into `<data_dir>/backups/<id>/`; returns its manifest. */
+export async function createSnapshot(db: AkiDB, serverVersion: string, only?: ReadonlySet<string>): Promise<BackupManifest> {
   const backupId = randomUUID();
   const dir = stagingDir(db, backupId);
   await mkdir(path.join(dir, 'collections'), { recursive: true });
@@ -72,6 +72,11 @@ export async function createSnapshot(db: AkiDB, serverVersion: string): Promise<
     try {
       const ids = (catalog.prepare('SELECT collection_id FROM collections').all() as { collection_id: string }[]).map((r) => r.collection_id);
       for (const id of ids) {
+        // A backup of some collections (export): the others leave the catalog copy.
+        if (only && !only.has(id)) {
+          catalog.prepare('DELETE FROM collections WHERE collection_id = ?').run(id);
+          continue;
+        }
         const snap = await snapshotCollection(db, id, path.join(dir, 'collections', id));
         // Dropped after the catalog was copied: leave it out of the copy too.
         if (!snap) catalog.prepare('DELETE FROM collections WHERE collection_id = ?').run(id);

@@ -8,43 +8,32 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { BACKUP_MANIFEST, isSafeRelative, restoreBackup, verifyBackup, verifyDataDir, type BackupManifest, type VerifyReport } from '../backup/backup.js';
 
 /** What a command prints and exits with. */
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+export type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
 /** A line of progress on stderr, rewritten in place on a terminal. */
-function progress(out: Out, label: string, done: number, total: number, bytes: number): void {
+export function progress(out: Out, label: string, done: number, total: number, bytes: number): void {
   const line = `${label}: ${done}/${total} files, ${(bytes / 1048576).toFixed(1)} MiB`;
   if (process.stderr.isTTY) out.stderr(`\r${line}${done === total ? '\n' : ''}`);
   else if (done === total || done % 50 === 0) out.stderr(`${line}\n`);
 }
 
 /** Credentials for a server with auth on: `--api-key`, else AKIDB_API_KEY. */
-function authHeaders(flags: Record<string, string>): Record<string, string> {
+export function authHeaders(flags: Record<string, string>): Record<string, string> {
   const key = flags['api-key'] ?? process.env.AKIDB_API_KEY;
   return key ? { 'x-api-key': key } : {};
 }
 
-async function failed(res: Response, what: string): Promise<Error> {
+export async function failed(res: Response, what: string): Promise<Error> {
   const text = await res.text().catch(() => '');
   return new Error(`${what}: HTTP ${res.status} ${text.slice(0, 500)}`);
 }
 
 /**
- * `akidb backup --url URL --out DIR`: ask a running server to stage a consistent backup, download
- * every file (checking its SHA-256), write `backup.json` last, and delete the staging.
+ * Have the server at `url` stage a backup (of every collection, or of `collectionId`), download
+ * every file into `dir` checking its SHA-256, write `backup.json` last and delete the staging.
  */
-export async function backupCommand(flags: Record<string, string>, out: Out): Promise<number> {
-  const url = flags.url?.replace(/\/+$/, '');
-  const dir = flags.out;
-  if (!url || !dir) {
-    out.stderr('akidb backup: --url URL and --out DIR are required\n');
-    return 2;
-  }
-  if ((await readdir(dir).catch(() => [])).length > 0) {
-    out.stderr(`akidb backup: ${dir} is not empty\n`);
-    return 1;
-  }
-  const headers = authHeaders(flags);
-  const res = await fetch(`${url}/admin/backups`, { method: 'POST', headers });
+export async function downloadBackup(url: string, headers: Record<string, string>, dir: string, out: Out, label: string, collectionId?: string): Promise<{ manifest: BackupManifest; bytes: number }> {
+  const res = await fetch(`${url}/admin/backups${collectionId ? `?collection_id=${collectionId}` : ''}`, { method: 'POST', headers });
   if (res.status !== 201) throw await failed(res, 'staging the backup failed');
   const m = (await res.json()) as BackupManifest;
   try {
@@ -63,15 +52,31 @@ export async function backupCommand(flags: Record<string, string>, out: Out): Pr
       if (hash.digest('hex') !== f.sha256) throw new Error(`${f.path}: SHA-256 of the download differs from the server's`);
       await rename(`${to}.part`, to);
       bytes += f.bytes;
-      progress(out, 'backup', i + 1, m.files.length, bytes);
+      progress(out, label, i + 1, m.files.length, bytes);
     }
     // Last: a directory with backup.json is a complete backup.
     await writeFile(path.join(dir, BACKUP_MANIFEST), `${JSON.stringify(m, null, 2)}\n`);
-    out.stdout(`${JSON.stringify({ backup_id: m.backup_id, out: dir, created_at: m.created_at, collections: m.collections.length, files: m.files.length, bytes })}\n`);
-    return 0;
+    return { manifest: m, bytes };
   } finally {
     await fetch(`${url}/admin/backups/${m.backup_id}`, { method: 'DELETE', headers }).catch(() => undefined);
   }
+}
+
+/** `akidb backup --url URL --out DIR`: a consistent online backup of a running server. */
+export async function backupCommand(flags: Record<string, string>, out: Out): Promise<number> {
+  const url = flags.url?.replace(/\/+$/, '');
+  const dir = flags.out;
+  if (!url || !dir) {
+    out.stderr('akidb backup: --url URL and --out DIR are required\n');
+    return 2;
+  }
+  if ((await readdir(dir).catch(() => [])).length > 0) {
+    out.stderr(`akidb backup: ${dir} is not empty\n`);
+    return 1;
+  }
+  const { manifest: m, bytes } = await downloadBackup(url, authHeaders(flags), dir, out, 'backup');
+  out.stdout(`${JSON.stringify({ backup_id: m.backup_id, out: dir, created_at: m.created_at, collections: m.collections.length, files: m.files.length, bytes })}\n`);
+  return 0;
 }
 
 /** `akidb restore --from DIR --data-dir DIR`: verify a backup, then rebuild a (new, empty) data directory from it. */

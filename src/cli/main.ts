@@ -21,6 +21,10 @@ Commands:
                           verify a backup, then rebuild an empty data directory from it
   verify --backup DIR | --data-dir DIR
                           check a backup or a stopped node: checksums, catalog integrity_check, manifests, segments
+  export (--url URL | --data-dir DIR) --collection NAME --output FILE [--tenant T --database D]
+                          one collection as a .akipkg file (schema, index parameters, every document; checksummed)
+  import (--url URL | --data-dir DIR) --file FILE [--collection NAME] [--into-existing]
+                          create the collection and load a .akipkg; an existing name is refused unless --into-existing
 
 Server options (each overrides its AKIDB_* variable, which overrides the config file):
   --config FILE           config.toml, akidb.yaml or .json (default: AKIDB_CONFIG, else ./config.toml or ./akidb.yaml if present)
@@ -45,7 +49,7 @@ function parseFlags(args: string[]): Record<string, string> {
     if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
     else {
       const v = args[i + 1];
-      const boolean = CONFIG_SCHEMA.some((o) => o.flag === a.slice(2) && o.type === 'boolean');
+      const boolean = SWITCHES.has(a.slice(2)) || CONFIG_SCHEMA.some((o) => o.flag === a.slice(2) && o.type === 'boolean');
       if (boolean && (v === undefined || v.startsWith('--'))) {
         out[a.slice(2)] = 'true';
         continue;
@@ -59,6 +63,9 @@ function parseFlags(args: string[]): Record<string, string> {
 }
 
 class UsageError extends Error {}
+
+/** Flags that take no value, beyond the boolean config options. */
+const SWITCHES = new Set(['into-existing']);
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--version')) {
@@ -104,6 +111,18 @@ async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write('akidb config: use `config example` or `config check [--config FILE]`\n');
     return 2;
+  }
+  if (command === 'export' || command === 'import') {
+    let flags: Record<string, string>;
+    try {
+      flags = parseFlags(argv.slice(1));
+    } catch (err) {
+      process.stderr.write(`akidb ${command}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const cmds = await import('./package-commands.js');
+    const out = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t) };
+    return command === 'export' ? cmds.exportCommand(flags, out, pkg.version) : cmds.importCommand(flags, out);
   }
   if (command === 'backup' || command === 'restore' || command === 'verify') {
     let flags: Record<string, string>;

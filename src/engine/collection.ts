@@ -513,6 +513,46 @@ export class Collection {
     });
   }
 
+  /**
+   * Every live document, `batch` at a time: memtables (newest version only), then each segment's
+   * live rows. A page is read synchronously; between pages writes and merges may change what is
+   * live, so the sequence is exact only while nothing writes to the collection (export opens a
+   * backup copy for that).
+   */
+  async *scan(batch = 1000): AsyncGenerator<Document[]> {
+    this.#checkOpen();
+    let page: Document[] = [];
+    const mems = [...this.#mems];
+    for (let m = 0; m < mems.length; m++) {
+      for (const [id, e] of mems[m]!.entries) {
+        if (e.vector === null || (m > 0 && shadowed(mems, m, id))) continue;
+        page.push({ id, vector: Array.from(e.vector), metadata: e.metadata, text: e.text });
+        if (page.length >= batch) {
+          yield page;
+          page = [];
+        }
+      }
+    }
+    for (const seg of [...this.#segments]) {
+      const rows: number[] = [];
+      for (let r = 0; r < seg.rowCount; r++) if (seg.alive[r] === 1) rows.push(r);
+      for (let i = 0; i < rows.length; i += batch) {
+        const chunk = rows.slice(i, i + batch);
+        const vectors = seg.readVectors(chunk);
+        const dim = seg.dimension;
+        for (let j = 0; j < chunk.length; j++) {
+          const r = chunk[j]!;
+          page.push({ id: seg.ids[r]!, vector: Array.from(vectors.subarray(j * dim, (j + 1) * dim)), metadata: seg.metadata[r]!, text: seg.texts[r]! });
+        }
+        if (page.length >= batch) {
+          yield page;
+          page = [];
+        }
+      }
+    }
+    if (page.length > 0) yield page;
+  }
+
   /** Number of live documents. */
   async count(): Promise<number> {
     this.#checkOpen();

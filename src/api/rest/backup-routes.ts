@@ -21,12 +21,25 @@ export function registerBackupRoutes(app: FastifyInstance, ctx: RouteContext, ve
     return dir;
   };
 
-  app.post('/admin/backups', { schema: { summary: 'Stage a consistent online backup (catalog, manifests, segments) for download; answers its file list', tags, response: { 201: { type: 'object', additionalProperties: true }, 400: s.error, 503: s.error } } }, async (req, reply) => {
-    const started = performance.now();
-    const m = await createSnapshot(db, version);
-    req.log.info({ backupId: m.backup_id, collections: m.collections.length, files: m.files.length, bytes: m.files.reduce((n, f) => n + f.bytes, 0), ms: Math.round(performance.now() - started) }, 'Backup staged');
-    return reply.status(201).send(m);
-  });
+  app.post(
+    '/admin/backups',
+    {
+      schema: {
+        summary: 'Stage a consistent online backup (catalog, manifests, segments) for download; answers its file list. `collection_id` limits it to one collection (what `akidb export` uses)',
+        tags,
+        querystring: { type: 'object', additionalProperties: false, properties: { collection_id: { type: 'string', pattern: '^[0-9a-f-]{36}$' } } },
+        response: { 201: { type: 'object', additionalProperties: true }, 400: s.error, 404: s.error, 503: s.error },
+      },
+    },
+    async (req, reply) => {
+      const started = performance.now();
+      const only = (req.query as { collection_id?: string }).collection_id;
+      if (only !== undefined) await db.getCollectionById(only);
+      const m = await createSnapshot(db, version, only !== undefined ? new Set([only]) : undefined);
+      req.log.info({ backupId: m.backup_id, collections: m.collections.length, files: m.files.length, bytes: m.files.reduce((n, f) => n + f.bytes, 0), ms: Math.round(performance.now() - started) }, 'Backup staged');
+      return reply.status(201).send(m);
+    },
+  );
 
   app.get('/admin/backups/:id/files/:path', { schema: { summary: 'One file of a staged backup: `path` is a path its file list names, percent-encoded as one segment', tags, response: { 400: s.error, 404: s.error } } }, async (req, reply) => {
     const { id, path: rel } = req.params as { id: string; path: string };
