@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { CONFIG_SCHEMA } from '../config/config-schema.js';
+import { unknownFlags } from './commands.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -120,6 +121,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`akidb ${command}: ${(err as Error).message}\n`);
       return 2;
     }
+    const unknown = unknownFlags(command, flags);
+    if (unknown.length > 0) {
+      process.stderr.write(`akidb ${command}: unknown option ${unknown.join(', ')}\n`);
+      return 2;
+    }
     const cmds = await import('./package-commands.js');
     const out = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t) };
     return command === 'export' ? cmds.exportCommand(flags, out, pkg.version) : cmds.importCommand(flags, out);
@@ -130,6 +136,11 @@ async function main(argv: string[]): Promise<number> {
       flags = parseFlags(argv.slice(1));
     } catch (err) {
       process.stderr.write(`akidb ${command}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const unknown = unknownFlags(command, flags);
+    if (unknown.length > 0) {
+      process.stderr.write(`akidb ${command}: unknown option ${unknown.join(', ')}\n`);
       return 2;
     }
     const cmds = await import('./backup-commands.js');
