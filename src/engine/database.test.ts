@@ -90,6 +90,19 @@ describe('AkiDB.open and lifecycle', () => {
     expect((await db.listCollections()).map((c) => c.name)).toEqual(['c']);
   });
 
+  it("a LOCK left with this process's own pid by an earlier process is taken over (containers run the server as pid 1)", async () => {
+    const dir = tempDir();
+    const first = await AkiDB.open({ dataDir: dir });
+    await (await first.createCollection({ name: 'c', dimension: 2 })).upsert([{ id: 'a', vector: [1, 0] }]);
+    await first.close();
+    // What a killed pid-1 server leaves behind, seen by the restarted pid-1 server.
+    fs.writeFileSync(path.join(dir, 'LOCK'), String(process.pid));
+    const again = await open({ dataDir: dir });
+    expect(await (await again.getCollection('c')).count()).toBe(1);
+    // Held by this process now: a second open in the same process is still refused.
+    await expectCode(AkiDB.open({ dataDir: dir }), 'DATA_DIR_LOCKED');
+  });
+
   it('after close every call answers CLOSED, and a reopen sees every acknowledged write', async () => {
     const dir = tempDir();
     const db = await AkiDB.open({ dataDir: dir });

@@ -141,7 +141,7 @@ export class AkiDB {
       await removeOrphanCollectionDirs(path.join(dataDir, 'collections'), new Set(catalog.allCollectionIds()));
       applyPersistedCompaction(catalog, options);
     } catch (err) {
-      await unlink(lockFile).catch(() => undefined);
+      await releaseLock(lockFile);
       throw err;
     }
     const defaultPolicy = opts.defaultTieringPolicy ?? 'Memory';
@@ -470,7 +470,7 @@ export class AkiDB {
     this.#open.clear();
     for (const c of cols) if (c.status === 'fulfilled') await c.value.close();
     this.#catalog.close();
-    await unlink(this.#lockFile).catch(() => undefined);
+    await releaseLock(this.#lockFile);
   }
 }
 
@@ -483,16 +483,28 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Lock files this process holds: a second open of the same directory in one process is refused here. */
+const heldLocks = new Set<string>();
+
+async function releaseLock(lockFile: string): Promise<void> {
+  heldLocks.delete(lockFile);
+  await unlink(lockFile).catch(() => undefined);
+}
+
 async function acquireLock(lockFile: string): Promise<void> {
+  if (heldLocks.has(lockFile)) throw new AkiError('DATA_DIR_LOCKED', { lockFile, pid: process.pid }, `Data directory ${path.dirname(lockFile)} is already open in this process`);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(lockFile, String(process.pid), { flag: 'wx' });
+      heldLocks.add(lockFile);
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) {
+    // Our own pid in a lock we do not hold is a previous process's: in a container the server is
+    // always pid 1, so after a crash or a kill the restarted server finds its own pid there.
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
       throw new AkiError('DATA_DIR_LOCKED', { lockFile, pid: holder }, `Data directory ${path.dirname(lockFile)} is in use by process ${holder}`);
     }
     // Stale lock from a process that died: take it over.
