@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { memoryLimitBytes } from '../util/memory-limit.js';
 
 /** Buckets for request and search latency: 100 µs to 10 s. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -29,6 +30,10 @@ export class ServerMetrics {
     } });
     new Gauge({ name: 'akidb_vectors_total', help: 'Live vectors across all collections', registers: [this.registry], async collect() {
       this.set(await source.vectorCount());
+    } });
+    // What process_resident_memory_bytes is measured against (the admin health check's memory limit).
+    new Gauge({ name: 'akidb_memory_limit_bytes', help: 'Memory this process may use: its cgroup limit, else the machine RAM', registers: [this.registry], collect() {
+      this.set(memoryLimitBytes());
     } });
     collectDefaultMetrics({ register: this.registry });
   }

@@ -1,4 +1,4 @@
-import { totalmem } from 'node:os';
+import { memoryLimitBytes } from '../util/memory-limit.js';
 import type { AkiDB } from '../engine/database.js';
 
 /** One check of the admin health report. */
@@ -13,13 +13,6 @@ export interface AdminHealth {
   status: 'healthy' | 'unhealthy';
   checks: { database: AdminCheck; object_store: AdminCheck; memory: AdminCheck };
   duration_ms: number;
-}
-
-/** The memory this process may use: its cgroup limit when there is a real one, else the machine's RAM. */
-export function memoryLimitBytes(): number {
-  const constrained = process.constrainedMemory?.() ?? 0;
-  // Without a cgroup limit Node reports 0 or a huge sentinel (2^64); neither is a limit.
-  return constrained !== undefined && constrained > 0 && constrained < Number.MAX_SAFE_INTEGER ? Math.min(constrained, totalmem()) : totalmem();
 }
 
 async function timed(timeoutMs: number, fn: () => Promise<string> | string): Promise<AdminCheck> {
