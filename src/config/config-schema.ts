@@ -112,6 +112,11 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'auth.rate_limit_burst', type: 'integer', default: 0, min: 0, max: 1_000_000, env: 'AKIDB_RATE_LIMIT_BURST', help: 'Bucket size: requests a credential may make at once. 0: twice `rate_limit_per_second` (at least 1).' },
   { key: 'query.max_filter_depth', type: 'integer', default: 32, min: 1, max: 256, help: 'Deepest filter nesting.' },
   { key: 'query.max_filter_clauses', type: 'integer', default: 100, min: 1, max: 10000, help: 'Most clauses one filter may hold.' },
+  { key: 'tracing.enabled', type: 'boolean', default: false, env: 'AKIDB_TELEMETRY_ENABLED', help: 'Export OpenTelemetry traces (a span per REST request and gRPC call, with engine, object-store, upload and compaction spans beneath) to `endpoint`. Off: no span is made and nothing is sent.' },
+  { key: 'tracing.endpoint', type: 'string', default: 'http://localhost:4317', env: 'AKIDB_JAEGER_ENDPOINT', help: 'OTLP collector: Jaeger (1.35+), Tempo or the OpenTelemetry Collector. `http://host:4317` is OTLP/gRPC; `http://host:4318/v1/traces` is OTLP/HTTP (see `protocol`). `https://` for TLS.' },
+  { key: 'tracing.protocol', type: 'enum', default: 'auto', values: ['auto', 'grpc', 'http/protobuf'], env: 'AKIDB_TRACING_PROTOCOL', help: 'OTLP transport. `auto`: OTLP/HTTP when `endpoint` has a path or port 4318 (a URL on 4318 without a path gets `/v1/traces`), OTLP/gRPC otherwise.' },
+  { key: 'tracing.service_name', type: 'string', default: 'akidb', env: 'AKIDB_SERVICE_NAME', help: 'The `service.name` traces are filed under.' },
+  { key: 'tracing.sample_rate', type: 'number', default: 0.01, min: 0, max: 1, env: 'AKIDB_SAMPLING_RATIO', aliases: ['tracing.sampling_ratio'], help: 'Share of new traces recorded (0..1); 1.0 records every request. A request that carries a W3C `traceparent` follows its caller\'s sampling decision instead.' },
 ];
 
 /** The server's configuration, as `loadConfig` returns it (deep-frozen). */
@@ -146,6 +151,7 @@ export interface AkiConfig {
   query: { max_filter_depth: number; max_filter_clauses: number };
   auth: { enabled: boolean; api_keys: string; jwt_secret: string; jwt_jwks_url: string; jwt_issuer: string; jwt_audience: string; jwt_role_claim: string; jwt_tenant_claim: string; jwt_clock_tolerance_seconds: number; rate_limit_per_second: number; rate_limit_burst: number };
   admin: { enabled: boolean; bind_address: string; health_check: { check_database: boolean; check_s3: boolean; check_memory: boolean; memory_threshold: number; timeout_seconds: number } };
+  tracing: { enabled: boolean; endpoint: string; protocol: 'auto' | 'grpc' | 'http/protobuf'; service_name: string; sample_rate: number };
 }
 
 /** Defaults that depend on the machine or on other options, filled in after parsing. */

@@ -148,6 +148,7 @@ function crossCheck(c: AkiConfig, sources: Record<string, string>): string[] {
   if ((st.s3_access_key === '') !== (st.s3_secret_key === '')) problems.push('storage.s3_access_key / storage.s3_secret_key: set both (AKIDB_S3_ACCESS_KEY and AKIDB_S3_SECRET_KEY) or neither');
   if (st.retry.base_backoff_secs > st.retry.max_backoff_secs) problems.push(`storage.retry.base_backoff_secs (${st.retry.base_backoff_secs}) must not exceed storage.retry.max_backoff_secs (${st.retry.max_backoff_secs})`);
   if (c.admin.bind_address !== '' && parseHostPort(c.admin.bind_address) === null) problems.push(`admin.bind_address (from ${from('admin.bind_address')}): must be HOST:PORT, got ${JSON.stringify(c.admin.bind_address)}`);
+  if (!isHttpUrl(c.tracing.endpoint)) problems.push(`tracing.endpoint (from ${from('tracing.endpoint')}): must be an http(s) URL, got ${JSON.stringify(c.tracing.endpoint)}`);
   problems.push(...authProblems(c, from));
   return problems;
 }
@@ -179,6 +180,15 @@ function authProblems(c: AkiConfig, from: (key: string) => string): string[] {
   if (a.jwt_jwks_url !== '' && !/^https?:\/\/[^\s]+$/.test(a.jwt_jwks_url)) problems.push(`auth.jwt_jwks_url (from ${from('auth.jwt_jwks_url')}): must be an http(s) URL`);
   if ((c.server.tls_cert === '') !== (c.server.tls_key === '')) problems.push('server.tls_cert / server.tls_key: set both (AKIDB_TLS_CERT and AKIDB_TLS_KEY) or neither');
   return problems;
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
 }
 
 /** `host:port` (IPv6 in brackets) taken apart; null when it is not one. */

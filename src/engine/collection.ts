@@ -16,6 +16,7 @@ import type { EngineOptions } from './options.js';
 import { planSegmentSearch, widenBeatsScan } from './query-planner.js';
 import { Segment } from './segment.js';
 import { TopK } from './top-k.js';
+import { detached, setSpanAttributes, withSpan, type Attributes, type Span } from '../observability/tracing.js';
 
 /** A document as callers write it. */
 export interface DocumentInput {
@@ -197,13 +198,18 @@ export class Collection {
 
   /** Insert or replace documents; resolves once the batch is durable in the WAL. */
   async upsert(docs: readonly DocumentInput[]): Promise<{ upserted: number; lsn: number }> {
+    return withSpan('collection.upsert', () => this.#spanAttrs({ 'akidb.documents': Array.isArray(docs) ? docs.length : 0 }), (span) => this.#upsert(docs, span));
+  }
+
+  async #upsert(docs: readonly DocumentInput[], span: Span): Promise<{ upserted: number; lsn: number }> {
     this.#checkOpen();
     if (!Array.isArray(docs)) throw new AkiError('INVALID_ARGUMENT', {}, 'upsert takes an array of documents');
     if (docs.length > this.#opts.limits.maxBatchDocuments) throw new AkiError('PAYLOAD_TOO_LARGE', { documents: docs.length, maxBatchDocuments: this.#opts.limits.maxBatchDocuments }, `A batch holds at most ${this.#opts.limits.maxBatchDocuments} documents`);
     const stored = (docs as readonly DocumentInput[]).map((d, i) => this.#validateDoc(d, i));
     if (stored.length === 0) return { upserted: 0, lsn: this.#wal.lastLsn };
     const op: WalOp = { type: 'upsert', docs: stored };
-    const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => this.#apply(op, l));
+    const lsn = await this.#appendToWal(op, (l) => this.#apply(op, l));
+    setSpanAttributes(span, () => ({ 'akidb.lsn': lsn }));
     this.#afterWrite();
     this.#opts.events.upserted?.({ collectionId: this.info.collectionId, tieringPolicy: this.info.tieringPolicy, documents: stored.length });
     return { upserted: stored.length, lsn };
@@ -215,6 +221,10 @@ export class Collection {
    * order, like every other write: it sees every write issued before it and none issued after.
    */
   async delete(req: { ids?: readonly string[]; filter?: Filter }): Promise<{ deleted: number; lsn: number }> {
+    return withSpan('collection.delete', () => this.#spanAttrs({ 'akidb.ids': Array.isArray(req?.ids) ? req.ids.length : 0, 'akidb.filtered': req?.filter !== undefined }), (span) => this.#delete(req, span));
+  }
+
+  async #delete(req: { ids?: readonly string[]; filter?: Filter }, span: Span): Promise<{ deleted: number; lsn: number }> {
     this.#checkOpen();
     if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'delete takes { ids } or { filter }');
     const { ids, filter } = req;
@@ -237,11 +247,26 @@ export class Collection {
       op = { type: 'delete', ids: idList! };
     }
     let deleted = 0;
-    const lsn = await this.#wal.append(encodeWalOp(op, this.dimension), (l) => {
+    const lsn = await this.#appendToWal(op, (l) => {
       deleted = this.#apply(op, l, pred);
     });
+    setSpanAttributes(span, () => ({ 'akidb.lsn': lsn, 'akidb.deleted': deleted }));
     this.#afterWrite();
     return { deleted, lsn };
+  }
+
+  /** Append `op` to the WAL (span `wal.append`, until fsynced) and apply it (span `memtable.apply`, inside it). */
+  #appendToWal(op: WalOp, apply: (lsn: number) => void): Promise<number> {
+    const record = encodeWalOp(op, this.dimension);
+    return withSpan('wal.append', () => ({ 'akidb.wal.bytes': record.length }), (span) =>
+      // The WAL applies a group's records in the context of whichever writer started the group.
+      this.#wal.append(record, (lsn) => withSpan('memtable.apply', () => ({ 'akidb.lsn': lsn }), () => apply(lsn), { parent: span })),
+    );
+  }
+
+  /** The attributes every span of this collection carries, plus `extra`. */
+  #spanAttrs(extra?: Attributes): Attributes {
+    return { 'akidb.collection': this.name, 'akidb.collection_id': this.info.collectionId, 'akidb.tenant': this.info.tenant, 'akidb.database': this.info.database, ...extra };
   }
 
   #validateDoc(d: DocumentInput, i: number): StoredDoc {
@@ -390,6 +415,34 @@ export class Collection {
 
   /** Synchronous form of `query`, for callers already off the hot path of the event loop. */
   querySync(req: QueryRequest): QueryMatch[] {
+    return withSpan('collection.query', () => this.#spanAttrs(), (span) => this.#query(req, span));
+  }
+
+  /** The query's stages, each a span under `collection.query`: plan, memtable scan, one search a segment, merge. */
+  #query(req: QueryRequest, span: Span): QueryMatch[] {
+    const { topK, ef, q, qInv, qNative, node, pred } = withSpan('query.plan', undefined, () => this.#planQuery(req));
+    setSpanAttributes(span, () => ({ 'akidb.top_k': topK, 'akidb.ef_search': ef, 'akidb.filtered': node !== null, 'akidb.segments': this.#segments.length }));
+    const top = new TopK<Hit>(topK);
+    withSpan('query.memtable_scan', () => ({ 'akidb.memtables': this.#mems.length, 'akidb.memtable.entries': this.#mems.reduce((a, m) => a + m.size, 0) }), () => this.#scanMemtables(q, qInv, pred, top));
+    for (const seg of this.#segments) {
+      if (seg.aliveCount === 0) continue;
+      withSpan('query.segment_search', () => ({ 'akidb.segment.id': seg.entry.id, 'akidb.segment.live_rows': seg.aliveCount, 'akidb.segment.indexed': seg.index !== null }), (s) => this.#searchSegment(seg, q, qNative, qInv, node, topK, ef, top, s));
+    }
+    const { metric } = this;
+    const includeMetadata = req.includeMetadata ?? true;
+    return withSpan('query.merge', () => ({ 'akidb.matches': top.size }), () =>
+      top.sorted().map(({ distance, item }) => {
+        const shown = presentDistance(metric, distance);
+        const match: QueryMatch = { id: item.id, score: shown.score, distance: shown.distance };
+        if (includeMetadata) match.metadata = item.kind === 'mem' ? item.entry.metadata : item.seg.metadata[item.row]!;
+        if (req.includeVector) match.vector = Array.from(item.kind === 'mem' ? item.entry.vector! : item.seg.readVectors([item.row]));
+        return match;
+      }),
+    );
+  }
+
+  /** Check the request, compile its filter and prepare the query vector. */
+  #planQuery(req: QueryRequest): { topK: number; ef: number; q: Float32Array; qInv: number; qNative: Float32Array; node: FilterNode | null; pred: Predicate | null } {
     this.#checkOpen();
     if (typeof req !== 'object' || req === null) throw new AkiError('INVALID_ARGUMENT', {}, 'query takes a request object');
     const { topK } = req;
@@ -402,9 +455,11 @@ export class Collection {
     const qInv = inverseNorm(this.metric, q);
     // Native kernels (graph, exact scan) get a unit query under cosine: the graph stores f16.
     const qNative = this.metric === 'cosine' ? normalized(q, qInv) : q;
-    const top = new TopK<Hit>(topK);
+    return { topK, ef, q, qInv, qNative, node, pred };
+  }
 
-    // Memtables: exact scan, newest version of each id only.
+  /** Memtables: exact scan, newest version of each id only. */
+  #scanMemtables(q: Float32Array, qInv: number, pred: Predicate | null, top: TopK<Hit>): void {
     const mems = this.#mems;
     for (let m = 0; m < mems.length; m++) {
       for (const [id, e] of mems[m]!.entries) {
@@ -415,22 +470,9 @@ export class Collection {
         if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
       }
     }
-    for (const seg of this.#segments) {
-      if (seg.aliveCount === 0) continue;
-      this.#searchSegment(seg, q, qNative, qInv, node, topK, ef, top);
-    }
-    const { metric } = this;
-    const includeMetadata = req.includeMetadata ?? true;
-    return top.sorted().map(({ distance, item }) => {
-      const shown = presentDistance(metric, distance);
-      const match: QueryMatch = { id: item.id, score: shown.score, distance: shown.distance };
-      if (includeMetadata) match.metadata = item.kind === 'mem' ? item.entry.metadata : item.seg.metadata[item.row]!;
-      if (req.includeVector) match.vector = Array.from(item.kind === 'mem' ? item.entry.vector! : item.seg.readVectors([item.row]));
-      return match;
-    });
   }
 
-  #searchSegment(seg: Segment, q: Float32Array, qNative: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>): void {
+  #searchSegment(seg: Segment, q: Float32Array, qNative: Float32Array, qInv: number, filter: FilterNode | null, k: number, ef: number, top: TopK<Hit>, span: Span): void {
     let matchCount = seg.aliveCount;
     let matchMask: Uint8Array = seg.alive;
     if (filter) {
@@ -444,6 +486,7 @@ export class Collection {
       if (matchCount === 0) return;
     }
     const plan = planSegmentSearch({ indexed: seg.index !== null, indexSize: seg.index?.size ?? 0, matchCount, k });
+    setSpanAttributes(span, () => ({ 'akidb.plan': plan.kind, 'akidb.segment.match_count': matchCount, ...(plan.kind === 'hnsw' ? { 'akidb.hnsw.fetch': plan.fetch } : {}) }));
     if (plan.kind === 'hnsw') {
       let fetch = plan.fetch;
       for (;;) {
@@ -642,11 +685,14 @@ export class Collection {
     const flushDue = this.#active.ops >= c.thresholdOps || this.#wal.activeFileBytes >= c.thresholdBytes || (isIdle && this.#active.size > 0);
     if (flushDue && !this.#flushQueued) {
       this.#flushQueued = true;
-      void this.#runIn('flush', async () => {
-        this.#flushQueued = false;
-        await this.#flush();
-        this.#scheduleMerge(this.#isIdle());
-      });
+      // Background work: traced on its own, not inside the write that happened to trigger it.
+      void detached(() =>
+        this.#runIn('flush', async () => {
+          this.#flushQueued = false;
+          await this.#flush();
+          this.#scheduleMerge(this.#isIdle());
+        }),
+      );
     }
     this.#scheduleMerge(isIdle);
   }
@@ -654,11 +700,13 @@ export class Collection {
   #scheduleMerge(idle: boolean): void {
     if (!this.#opts.compaction.enableBackground || this.#closed || this.#mergeQueued || !this.#mergeWanted(idle)) return;
     this.#mergeQueued = true;
-    void this.#runIn('merge', async () => {
-      this.#mergeQueued = false;
-      if (this.#mergeWanted(idle || this.#isIdle())) await this.#merge();
-      this.#scheduleMerge(this.#isIdle());
-    });
+    void detached(() =>
+      this.#runIn('merge', async () => {
+        this.#mergeQueued = false;
+        if (this.#mergeWanted(idle || this.#isIdle())) await this.#merge();
+        this.#scheduleMerge(this.#isIdle());
+      }),
+    );
   }
 
   /** Publish the next manifest version and install its effect in memory, one edit at a time. */
@@ -697,10 +745,13 @@ export class Collection {
     }
     // Oldest first; a memtable whose flush failed stays frozen and is retried here, so the WAL
     // it lives in is never checkpointed away before its segment is durable.
-    while (this.#mems.length > 1) await this.#flushFrozen(this.#mems.at(-1)!);
+    while (this.#mems.length > 1) {
+      const mt = this.#mems.at(-1)!;
+      await withSpan('collection.flush', () => this.#spanAttrs({ 'akidb.memtable.entries': mt.size }), (span) => this.#flushFrozen(mt, span));
+    }
   }
 
-  async #flushFrozen(mt: Memtable): Promise<void> {
+  async #flushFrozen(mt: Memtable, span: Span): Promise<void> {
     const started = performance.now();
     const segDir = path.join(this.#dir, 'segments');
     const id = this.#nextSegmentId++;
@@ -714,6 +765,7 @@ export class Collection {
     const file = `seg-${id}.seg`;
     const { bytes, header } = await writeSegmentFile(path.join(segDir, file), dim, rows, (s, e) => packVectors(rows, s, e, dim), tombs);
     const entry: SegmentEntry = { id, file, rows: rows.length, tombstones: tombs.length, minLsn: header.minLsn, maxLsn: header.maxLsn, bytes };
+    setSpanAttributes(span, () => ({ 'akidb.segment.id': id, 'akidb.segment.rows': rows.length, 'akidb.segment.tombstones': tombs.length, 'akidb.segment.bytes': bytes }));
     const segFile = SegmentFile.open(path.join(segDir, file));
     let seg: Segment;
     try {
@@ -750,7 +802,11 @@ export class Collection {
   }
 
   /** Merge every segment into one; rows dead at the start are dropped, tombstones too (nothing older remains). */
-  async #merge(): Promise<void> {
+  #merge(): Promise<void> {
+    return withSpan('collection.merge', () => this.#spanAttrs({ 'akidb.segments': this.#segments.length }), (span) => this.#mergeSegments(span));
+  }
+
+  async #mergeSegments(span: Span): Promise<void> {
     const started = performance.now();
     let indexMs = 0;
     let incremental = false;
@@ -809,12 +865,13 @@ export class Collection {
       }
       const indexStarted = performance.now();
       incremental = workerJob.baseIndexFile !== undefined;
-      const built = await buildIndexInWorker(workerJob, this.#abort.signal);
+      const built = await withSpan('index.build', () => ({ 'akidb.index.rows': rows.length, 'akidb.index.incremental': incremental }), () => buildIndexInWorker(workerJob, this.#abort.signal));
       indexMs = Math.round(performance.now() - indexStarted);
       this.#stats.indexBuilds += 1;
       this.#opts.events.indexBuilt?.({ collection: this.name, rows: rows.length, seconds: (performance.now() - indexStarted) / 1000, incremental });
       entry.index = { file: indexFile, quantization: params.quantization, m: params.m, efConstruction: params.efConstruction, bytes: built.bytes };
     }
+    setSpanAttributes(span, () => ({ 'akidb.segment.id': id, 'akidb.segment.rows': rows.length, 'akidb.segment.bytes': bytes, 'akidb.segment.indexed': entry.index !== undefined }));
     // Just written and fsynced by this process: skip re-reading every vector to check its CRC.
     const seg = openSegment(segDir, entry, this.info, this.#opts, false);
     const inputIds = new Set(inputs.map((s) => s.entry.id));

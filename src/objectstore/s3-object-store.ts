@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { normalizePrefix, parseBucket } from './bucket-ref.js';
+import { setSpanAttributes, SpanKind, withSpan, type Span } from '../observability/tracing.js';
 
 export { parseBucket, type ParsedBucket } from './bucket-ref.js';
 import {
@@ -155,7 +156,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(key: string, body: Uint8Array, opts?: PutOptions): Promise<void> {
     checkKey('put', key);
-    await this.#call('put', key, () =>
+    await this.#call('put', key, body.byteLength, () =>
       this.#client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -172,7 +173,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async get(key: string): Promise<Uint8Array | null> {
     checkKey('get', key);
-    return this.#call('get', key, async () => {
+    return this.#call('get', key, undefined, async (span) => {
       let out;
       try {
         out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#keyPrefix + key }));
@@ -188,13 +189,14 @@ export class S3ObjectStore implements ObjectStore {
           code: 'ERR_STREAM_PREMATURE_CLOSE',
         });
       }
+      setSpanAttributes(span, () => ({ 'akidb.objectstore.bytes': bytes.byteLength }));
       return bytes;
     });
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
     checkKey('head', key);
-    return this.#call('head', key, async () => {
+    return this.#call('head', key, undefined, async () => {
       try {
         const out = await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.#keyPrefix + key }));
         const info: ObjectInfo = { key, size: out.ContentLength ?? 0 };
@@ -215,7 +217,7 @@ export class S3ObjectStore implements ObjectStore {
     const fullPrefix = this.#keyPrefix + prefix;
     let token: string | undefined;
     do {
-      const page = await this.#call('list', prefix, () =>
+      const page = await this.#call('list', prefix, undefined, () =>
         this.#client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
@@ -240,7 +242,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     checkKey('delete', key);
-    await this.#call('delete', key, async () => {
+    await this.#call('delete', key, undefined, async () => {
       try {
         await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.#keyPrefix + key }));
       } catch (err) {
@@ -255,12 +257,23 @@ export class S3ObjectStore implements ObjectStore {
     this.#client.destroy();
   }
 
-  async #call<T>(operation: ObjectStoreError['operation'], key: string, run: () => Promise<T>): Promise<T> {
+  /** One SDK call, in a span `objectstore.<operation>` (key and bytes, never credentials); failures classified. */
+  #call<T>(operation: ObjectStoreError['operation'], key: string, bytes: number | undefined, run: (span: Span) => Promise<T>): Promise<T> {
+    return withSpan(
+      `objectstore.${operation}`,
+      () => ({ 'akidb.objectstore.operation': operation, 'akidb.objectstore.bucket': this.bucket, 'akidb.objectstore.key': this.#keyPrefix + key, ...(bytes !== undefined ? { 'akidb.objectstore.bytes': bytes } : {}) }),
+      (span) => this.#classified(operation, key, span, run),
+      { kind: SpanKind.CLIENT },
+    );
+  }
+
+  async #classified<T>(operation: ObjectStoreError['operation'], key: string, span: Span, run: (span: Span) => Promise<T>): Promise<T> {
     try {
-      return await run();
+      return await run(span);
     } catch (err) {
       if (err instanceof ObjectStoreError) throw err;
       const c = classifyS3Failure(err);
+      setSpanAttributes(span, () => ({ 'akidb.objectstore.failure': c.kind, 'akidb.objectstore.reason': c.reason, ...(c.status === undefined ? {} : { 'http.response.status_code': c.status }) }));
       const detail = err instanceof Error ? err.message : String(err);
       let message = `S3 ${operation} ${this.description}/${key} failed: ${c.reason}${c.status === undefined ? '' : ` (HTTP ${c.status})`}: ${detail}`;
       // The secret never travels in a request, but a message must never be the place it leaks.

@@ -18,6 +18,7 @@ import { createSecureContext } from 'node:tls';
 import { Authenticator } from '../security/authenticator.js';
 import { stagingRoot } from '../backup/backup.js';
 import { isLoopback } from '../config/load-config.js';
+import { startTracing, stopTracing } from '../observability/tracing.js';
 
 /** The server cannot start as configured; the message says why and what to change. */
 export class StartupRefused extends Error {}
@@ -61,6 +62,8 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
   const tls = await loadTls(config);
   const tieringMetrics = metrics && config.storage.s3_bucket !== '' ? new TieringMetrics(metrics.registry) : null;
   const tiering = config.storage.s3_bucket !== '' ? await startTiering(config, logger, tieringMetrics) : null;
+  // Before the collections open (disaster recovery reads the object store) and the servers listen.
+  await startTracing(config.tracing, { version, logger });
   let db: AkiDB;
   try {
     db = await AkiDB.open({
@@ -95,6 +98,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     });
   } catch (err) {
     await tiering?.stop(0);
+    await stopTracing();
     throw err;
   }
   dbRef = db;
@@ -106,6 +110,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
   } catch (err) {
     await tiering?.stop(0);
     await db.close();
+    await stopTracing();
     throw err instanceof StartupRefused ? err : new StartupRefused(`[auth] api_keys: ${(err as Error).message}`);
   }
   warnIfExposed(config, logger);
@@ -153,6 +158,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
     await tiering?.stop(0).catch(() => undefined);
     await db.close().catch(() => undefined);
     if (ephemeral) await rm(ephemeral, { recursive: true, force: true });
+    await stopTracing();
     throw err;
   }
   const restPort = rest ? portOf(rest) : null;
@@ -177,6 +183,8 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
       await tiering?.stop(graceMs);
       await db.close();
       if (ephemeral) await rm(ephemeral, { recursive: true, force: true });
+      // Last: the flushes and uploads above are traced too.
+      await stopTracing();
       logger.info({}, 'Shutdown complete');
     })();
     return stopping;

@@ -1,3 +1,5 @@
+import { detached } from '../observability/tracing.js';
+
 /**
  * Background work with a lifecycle (compaction, uploads, retries, DLQ flushes): `run` loops until
  * its signal aborts and never rejects (a failure is logged with context and retried with
@@ -43,7 +45,8 @@ export class ServiceRunner {
     if (this.#abort.signal.aborted) throw new Error(`ServiceRunner is stopped; cannot start ${service.name}`);
     const own = new AbortController();
     const signal = AbortSignal.any([this.#abort.signal, own.signal]);
-    const done = service.run(signal).catch((err: unknown) => {
+    // A service started while a request is handled must not run inside that request's trace.
+    const done = detached(() => service.run(signal)).catch((err: unknown) => {
       // run() must not reject; if one does, say so loudly rather than lose it.
       this.logger.error({ service: service.name, err }, 'Service stopped with an error');
     });

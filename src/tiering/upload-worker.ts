@@ -4,6 +4,7 @@ import { ObjectStoreError, type ObjectStore } from '../objectstore/object-store.
 import { sleep, type Service, type ServiceLogger } from '../services/service.js';
 import { decideRetry, type RetryOptions } from './retry-policy.js';
 import { AkiError } from '../errors.js';
+import { markError, setSpanAttributes, withSpan, type Span } from '../observability/tracing.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -205,7 +206,7 @@ export class UploadWorker<P = unknown> implements Service {
         }
         this.#inFlight.add(p);
         try {
-          await this.#upload(p, permit);
+          await withSpan('tiering.upload', () => ({ 'akidb.collection_id': p.task.collectionId, 'akidb.objectstore.key': p.task.key, 'akidb.upload.attempt': p.retries + 1, 'akidb.upload.compression': this.#o.compression }), (span) => this.#upload(p, permit, span));
         } finally {
           this.#inFlight.delete(p);
         }
@@ -217,7 +218,8 @@ export class UploadWorker<P = unknown> implements Service {
     return refused;
   }
 
-  async #upload(p: Pending, permit: P): Promise<void> {
+  /** One attempt; never rejects: the outcome (stored, retry, dead letter) is recorded on `span`. */
+  async #upload(p: Pending, permit: P, span: Span): Promise<void> {
     const { task } = p;
     let body: Uint8Array;
     try {
@@ -225,8 +227,9 @@ export class UploadWorker<P = unknown> implements Service {
     } catch (err) {
       // Reading the local bytes failed: no call was made, so the store is not to blame.
       this.#o.gate.release?.(permit);
+      markError(span, err);
       if (this.#cancelled.has(task.collectionId)) return;
-      this.#failed(p, err, 'transient', undefined);
+      this.#failed(p, err, 'transient', undefined, span);
       return;
     }
     try {
@@ -237,7 +240,9 @@ export class UploadWorker<P = unknown> implements Service {
         contentEncoding = 'gzip';
         this.#o.observer?.compressed?.(body.byteLength, raw === 0 ? 1 : body.byteLength / raw);
       }
+      setSpanAttributes(span, () => ({ 'akidb.upload.raw_bytes': raw, 'akidb.upload.bytes': body.byteLength }));
       await this.#o.store.put(task.key, body, contentEncoding ? { contentEncoding } : undefined);
+      setSpanAttributes(span, () => ({ 'akidb.upload.outcome': 'stored' }));
       this.#o.gate.recordSuccess(permit);
       this.#o.observer?.uploaded?.(task.collectionId, body.byteLength);
       task.onStored?.();
@@ -245,16 +250,18 @@ export class UploadWorker<P = unknown> implements Service {
       const kind = err instanceof ObjectStoreError ? err.kind : 'transient';
       const status = err instanceof ObjectStoreError ? err.status : undefined;
       this.#o.gate.recordFailure(kind, permit);
+      markError(span, err);
       if (this.#cancelled.has(task.collectionId)) return;
-      this.#failed(p, err, kind, status);
+      this.#failed(p, err, kind, status, span);
     }
   }
 
   /** Retry a failed upload after its backoff, or give it to the dead-letter queue. */
-  #failed(p: Pending, err: unknown, kind: 'transient' | 'permanent', status: number | undefined): void {
+  #failed(p: Pending, err: unknown, kind: 'transient' | 'permanent', status: number | undefined, span: Span): void {
     const { task } = p;
     {
       const decision = decideRetry(kind, p.retries, this.#o.retry);
+      setSpanAttributes(span, () => ({ 'akidb.upload.outcome': decision.action === 'retry' ? 'retry' : 'dead_letter', 'akidb.upload.failure': kind, ...(status === undefined ? {} : { 'http.response.status_code': status }) }));
       if (decision.action === 'retry') {
         p.retries += 1;
         p.dueAt = Date.now() + decision.delayMs;

@@ -7,6 +7,7 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import type { TextMapGetter } from '@opentelemetry/api';
 import { AkiError, ERROR_CODES, type ErrorCode } from '../../errors.js';
 import { DEFAULT_DATABASE, DEFAULT_TENANT, type AkiDB, type CreateCollectionSpec } from '../../engine/database.js';
 import type { Collection, DocumentInput, QueryRequest as EngineQuery } from '../../engine/collection.js';
@@ -16,6 +17,7 @@ import type { Filter, Metadata } from '../../index/filter.js';
 import { describeCollection, resolveCollection, toDocumentInput, type CollectionView } from '../collection-api.js';
 import { credentialOf, type Authenticator } from '../../security/authenticator.js';
 import { GRPC_METHODS } from '../../security/permissions.js';
+import { endServerSpan, runInContext, startServerSpan } from '../../observability/tracing.js';
 import { decodeDeleteRequest, decodeInsertRequest, decodeQueryRequest, decodeUpsertRequest, type DecodedDelete, type DecodedInsert, type DecodedQuery, type DecodedUpsert } from './request-decoders.js';
 
 /** What `startGrpcServer` needs. */
@@ -224,6 +226,8 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
     let done = false;
     let timer: NodeJS.Timeout | undefined;
     o.inflight.count += 1;
+    // Null while tracing is off. The caller's W3C traceparent (metadata) is continued.
+    const server = startServerSpan(method, call.metadata, METADATA_GETTER, () => ({ 'rpc.system': 'grpc', 'rpc.service': method.slice(0, method.indexOf('/')), 'rpc.method': method.slice(method.indexOf('/') + 1), 'akidb.request_id': reqId }));
 
     const finish = (err: unknown, res: Res | null): void => {
       if (done) return;
@@ -249,6 +253,7 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
         callback(toServiceError(aki), null);
       }
       if (call.cancelled) codeName = 'CANCELLED';
+      if (server) endServerSpan(server.span, GRPC_SERVER_FAULTS.has(codeName), { 'rpc.grpc.status_code': grpc.status[codeName as keyof typeof grpc.status], ...(akiCode !== undefined ? { 'error.type': akiCode } : {}) });
       const ms = performance.now() - startedAt;
       if (o.logger.isLevelEnabled('debug')) {
         const r = call.request as Partial<CollectionScoped> | UndecodedRequest;
@@ -292,12 +297,24 @@ function unary<Req, Res>(method: string, handler: Handler<Req, Res>, o: CallWrap
       } else if (request instanceof UndecodedRequest) throw request.error;
       return handler(request, startedAt);
     };
-    run().then(
+    (server ? runInContext(server.context, run) : run()).then(
       (res) => finish(null, res),
       (err: unknown) => finish(err, null),
     );
   };
 }
+
+/** gRPC statuses that are the server's fault: only these mark a call's span ERROR (OpenTelemetry's RPC conventions). */
+const GRPC_SERVER_FAULTS = new Set(['UNKNOWN', 'DEADLINE_EXCEEDED', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS']);
+
+/** Reads W3C trace headers from call metadata. */
+const METADATA_GETTER: TextMapGetter<grpc.Metadata> = {
+  keys: (md) => Object.keys(md.getMap()),
+  get: (md, key) => {
+    const values = md.get(key);
+    return values.length === 0 ? undefined : values.map(String);
+  },
+};
 
 function timeoutError(clientDeadline: boolean, timeoutMs: number): AkiError {
   return clientDeadline

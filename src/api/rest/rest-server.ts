@@ -17,6 +17,7 @@ import { credentialOf, type Authenticator, type Principal } from '../../security
 import { restRule } from '../../security/permissions.js';
 import { DEFAULT_TENANT } from '../../engine/database.js';
 import { registerKeyRoutes } from './key-routes.js';
+import { bindEmitter, endServerSpan, HTTP_HEADER_GETTER, noteError, runInContext, startServerSpan, tracingEnabled, type Span } from '../../observability/tracing.js';
 import { registerBackupRoutes } from './backup-routes.js';
 
 export interface RestServerOptions {
@@ -155,6 +156,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
     }
   });
   app.decorateRequest('principal', null);
+  if (tracingEnabled()) addTracingHooks(app, opts.tls ? 'https' : 'http');
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     if (state.shuttingDown && !req.url.startsWith('/health')) throw new AkiError('SHUTTING_DOWN');
@@ -183,6 +185,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   app.setErrorHandler((err: FastifyError | AkiError, req, reply) => {
     const body = toErrorBody(err);
     const status = body.status;
+    const span = requestSpans.get(req);
+    if (span) noteError(span, body.body.error.code);
     if (status >= 500 && !(err instanceof AkiError && (err.code === 'SHUTTING_DOWN' || err.code === 'REQUEST_TIMEOUT'))) req.log.error({ err }, 'unhandled error');
     if (status === 503) void reply.header('retry-after', '1');
     if (err instanceof AkiError && err.code === 'RATE_LIMITED') void reply.header('retry-after', String(err.details.retry_after_seconds));
@@ -232,6 +236,58 @@ export async function buildRestServer(opts: RestServerOptions): Promise<RestServ
   );
   await app.register(async (scope) => registerCollectionRoutes(scope, ctx, true), { prefix: '/api/v1/tenants/:tenant/databases/:database' });
   return app;
+}
+
+/** Probes and scrapes: every few seconds from every load balancer and Prometheus, and nothing to learn from a trace. */
+const UNTRACED_ROUTES = new Set(['/health', '/health/live', '/health/ready', '/metrics', '/admin/health', '/admin/metrics']);
+
+/** The span of each request in flight (tracing on only). */
+const requestSpans = new WeakMap<FastifyRequest, Span>();
+
+/**
+ * One server span a request, `METHOD route`, from onRequest to onResponse; the caller's W3C
+ * `traceparent` is continued. Registered first, so authentication, body parsing and the handler
+ * all run in the span's context. Only added while tracing is on.
+ */
+function addTracingHooks(app: RestServer, scheme: 'http' | 'https'): void {
+  app.addHook('onRequest', (req, _reply, done) => {
+    const route = req.routeOptions.url;
+    if (route !== undefined && UNTRACED_ROUTES.has(route)) return done();
+    const server = startServerSpan(route ? `${req.method} ${route}` : req.method, req.headers, HTTP_HEADER_GETTER, () => {
+      const q = req.url.indexOf('?');
+      const ua = req.headers['user-agent'];
+      return {
+        'http.request.method': req.method,
+        'url.path': q < 0 ? req.url : req.url.slice(0, q),
+        'url.scheme': scheme,
+        'client.address': req.ip,
+        'akidb.request_id': req.id,
+        ...(route ? { 'http.route': route } : {}),
+        ...(typeof ua === 'string' ? { 'user_agent.original': ua.slice(0, 256) } : {}),
+      };
+    });
+    if (!server) return done();
+    requestSpans.set(req, server.span);
+    // The body's 'data' and 'end' events come from the socket, outside this context, unless bound.
+    bindEmitter(server.context, req.raw);
+    runInContext(server.context, done);
+  });
+  app.addHook('onResponse', (req, reply, done) => {
+    const span = requestSpans.get(req);
+    if (span) {
+      requestSpans.delete(req);
+      endServerSpan(span, reply.statusCode >= 500, { 'http.response.status_code': reply.statusCode });
+    }
+    done();
+  });
+  app.addHook('onRequestAbort', (req, done) => {
+    const span = requestSpans.get(req);
+    if (span) {
+      requestSpans.delete(req);
+      endServerSpan(span, false, { 'error.type': 'ABORTED' });
+    }
+    done();
+  });
 }
 
 /** The HTTP status and JSON body for any error a request raised: the one REST translation point. */
