@@ -13,6 +13,7 @@ import { renderExampleToml } from '../config/config-docs.js';
 import { CONFIG_SCHEMA, type AkiConfig } from '../config/config-schema.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { parseBucket } from '../objectstore/bucket-ref.js';
+import { tracingTarget } from '../observability/tracing.js';
 import { isRole, REST_ROUTES, roleAllows } from '../security/permissions.js';
 import { useTempDirs } from '../test-support/temp-dirs.js';
 
@@ -426,6 +427,8 @@ interface ComposeService {
   volumes?: string[];
   depends_on?: Record<string, { condition: string }>;
   stop_grace_period?: string;
+  profiles?: string[];
+  expose?: string[];
 }
 interface ComposeFile {
   services: Record<string, ComposeService>;
@@ -681,6 +684,22 @@ describe('Docker Compose (deploy/docker/docker-compose*.yml)', () => {
     // AkiDB signs with the MinIO credentials the services share.
     expect(config.storage.s3_access_key).toBe(composeEnv(minio!).MINIO_ROOT_USER);
     expect(config.storage.s3_secret_key).toBe(composeEnv(minio!).MINIO_ROOT_PASSWORD);
+  });
+
+  it('docker-compose.minio.yml: traces, once enabled in .env, go over OTLP/gRPC to the Jaeger service of the tracing profile', () => {
+    const example = envFile(filler()(COMPOSE_ENV_EXAMPLE));
+    expect(load({ flags: IMAGE_SERVE.flags, env: { ...IMAGE_ENV, ...composeEnv(composed('deploy/docker/docker-compose.minio.yml', example).services.akidb!) } }).tracing.enabled).toBe(false);
+    const compose = composed('deploy/docker/docker-compose.minio.yml', { ...example, AKIDB_TELEMETRY_ENABLED: 'true' });
+    const config = load({ flags: IMAGE_SERVE.flags, env: { ...IMAGE_ENV, ...composeEnv(compose.services.akidb!) } });
+    expect(config.tracing).toMatchObject({ enabled: true, sample_rate: 0.01 });
+    const target = tracingTarget(config.tracing);
+    const endpoint = new URL(target.url);
+    expect(target.protocol).toBe('grpc');
+    const jaeger = compose.services[endpoint.hostname];
+    expect(jaeger?.image, `the endpoint ${endpoint.hostname} is a Jaeger service of this file`).toMatch(/^jaegertracing\/all-in-one/);
+    expect(jaeger!.profiles).toEqual(['tracing']);
+    expect(composeEnv(jaeger!).COLLECTOR_OTLP_ENABLED).toBe('true');
+    expect((jaeger!.expose ?? []).map((p) => p.split('/')[0])).toContain(endpoint.port);
   });
 });
 
