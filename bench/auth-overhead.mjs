@@ -5,46 +5,19 @@
 // Legs alternate within each round; the table keeps each leg's median round.
 //
 //   npm run build && node bench/auth-overhead.mjs [--n 10000] [--dim 128] [--requests 3000] [--rounds 3]
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
-import { parseArgs, percentile } from './lib.mjs';
+import { parseArgs, percentile, restRequest, startServerChild, stopServerChildren } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = parseArgs(process.argv.slice(2), { n: 10_000, dim: 128, requests: 3000, rounds: 3, warmup: 300 });
 const ADMIN = 'bench-admin-key-0123456789abcdef';
 const SECRET = 'bench-jwt-secret-of-at-least-32-bytes!!';
 
-async function startServer(env) {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-auth-bench-'));
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--data-dir', dataDir, '--rest-port', '0', '--grpc-port', '0', '--log-level', 'info'], { env: { ...process.env, AKIDB_LOG_FORMAT: 'json', AKIDB_CONFIG: '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (c) => {
-      buf += c;
-      for (const line of buf.split('\n')) if (line.includes('"AkiDB ready"')) resolve(JSON.parse(line).restPort);
-    });
-    child.on('exit', (code) => reject(new Error(`server exited ${code}`)));
-  });
-  return { child, port, dataDir, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }) };
-}
-
-function req(server, method, urlPath, headers, body) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const r = http.request({ host: '127.0.0.1', port: server.port, method, path: urlPath, agent: server.agent, headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => (res.statusCode < 300 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`${res.statusCode} ${Buffer.concat(chunks)}`))));
-    });
-    r.on('error', reject);
-    r.end(data);
-  });
-}
+const startServer = (env) => startServerChild(ROOT, env);
+const req = (server, method, urlPath, headers, body) => restRequest(server, method, urlPath, headers, body);
 
 const on = await startServer({ AKIDB_AUTH_ENABLED: 'true', AKIDB_API_KEYS: `${ADMIN}:admin`, AKIDB_JWT_SECRET: SECRET });
 const off = await startServer({});
@@ -100,9 +73,4 @@ for (const [name, rs] of results) {
   const m = [...rs].sort((a, b) => a.qps - b.qps)[Math.floor(rs.length / 2)];
   console.log(`| ${name} | ${m.qps.toFixed(0)} | ${m.p50.toFixed(3)} | ${m.p95.toFixed(3)} |`);
 }
-for (const s of [on, off]) {
-  s.agent.destroy();
-  s.child.kill('SIGTERM');
-}
-await Promise.all([on, off].map((s) => new Promise((r) => s.child.on('exit', r))));
-for (const s of [on, off]) fs.rmSync(s.dataDir, { recursive: true, force: true });
+await stopServerChildren([on, off]);

@@ -1,5 +1,7 @@
 // Shared pieces of the benchmarks: data loading, recall, latency percentiles, the two runners.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -144,4 +146,47 @@ export async function runEngineServe(args) {
   const servingRssMb = rssMb();
   await db.close();
   return { queries: nq, recall: recallAt(found, gt, 10), ...timing, openSeconds, servingRssMb };
+}
+
+/**
+ * Start `akidb serve` from the checkout at `root` on a new temporary data dir and free ports, with
+ * `env` added; resolves once it logs "AkiDB ready". Returns the child, its REST port, its data dir
+ * and a one-socket keep-alive agent for `restRequest`.
+ */
+export async function startServerChild(root, env = {}) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-bench-server-'));
+  const child = spawn(process.execPath, [path.join(root, 'dist/cli/main.js'), 'serve', '--data-dir', dataDir, '--rest-port', '0', '--grpc-port', '0', '--log-level', 'info'], { env: { ...process.env, AKIDB_LOG_FORMAT: 'json', AKIDB_CONFIG: '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (c) => {
+      buf += c;
+      for (const line of buf.split('\n')) if (line.includes('"AkiDB ready"')) resolve(JSON.parse(line).restPort);
+    });
+    child.on('exit', (code) => reject(new Error(`server exited ${code}`)));
+  });
+  return { child, port, dataDir, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }) };
+}
+
+/** One REST request to a `startServerChild` server; resolves with the body text of a 2xx answer, rejects otherwise. */
+export function restRequest(server, method, urlPath, headers, body) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const r = http.request({ host: '127.0.0.1', port: server.port, method, path: urlPath, agent: server.agent, headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => (res.statusCode < 300 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`${res.statusCode} ${Buffer.concat(chunks)}`))));
+    });
+    r.on('error', reject);
+    r.end(data);
+  });
+}
+
+/** Stop `startServerChild` servers (SIGTERM), wait for them to exit, and delete their data dirs. */
+export async function stopServerChildren(servers) {
+  for (const s of servers) {
+    s.agent.destroy();
+    s.child.kill('SIGTERM');
+  }
+  await Promise.all(servers.map((s) => (s.child.exitCode !== null ? undefined : new Promise((r) => s.child.on('exit', r)))));
+  for (const s of servers) fs.rmSync(s.dataDir, { recursive: true, force: true });
 }
