@@ -94,11 +94,12 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'api.validation.max_metadata_bytes', type: 'integer', default: 65536, min: 2, max: 16 * 1024 * 1024, help: "JSON size of one document's metadata." },
   { key: 'admin.enabled', type: 'boolean', default: true, help: 'Serve the /admin routes (health, metrics, compaction, dead-letter queue, circuit breaker, runtime config).' },
   { key: 'admin.bind_address', type: 'string', default: '', example: '127.0.0.1:8081', env: 'AKIDB_ADMIN_BIND_ADDRESS', help: 'HOST:PORT of a separate admin listener (port 0 picks a free one). Empty: the admin routes are served on the REST port.' },
-  { key: 'admin.health_check.check_database', type: 'boolean', default: true, help: 'GET /admin/health checks the catalog.' },
-  { key: 'admin.health_check.check_s3', type: 'boolean', default: true, help: 'GET /admin/health checks the object store (when one is configured) with a listing.' },
-  { key: 'admin.health_check.check_memory', type: 'boolean', default: true, help: 'GET /admin/health checks resident memory against `memory_threshold`.' },
+  { key: 'admin.health_check.check_database', type: 'boolean', default: true, help: 'The admin health check (GET /admin/health and the background check) checks the catalog.' },
+  { key: 'admin.health_check.check_s3', type: 'boolean', default: true, help: 'The admin health check checks the object store (when one is configured) with a listing.' },
+  { key: 'admin.health_check.check_memory', type: 'boolean', default: true, help: 'The admin health check checks resident memory against `memory_threshold`.' },
   { key: 'admin.health_check.memory_threshold', type: 'number', default: 0.9, min: 0.01, max: 1, help: 'Share of the memory limit (cgroup limit, else RAM) at or above which the memory check fails.' },
-  { key: 'admin.health_check.timeout_seconds', type: 'number', default: 5, min: 0.01, max: 300, aliases: ['admin.health_check.timeout'], help: 'How long each check of GET /admin/health may take before it counts as unhealthy.' },
+  { key: 'admin.health_check.interval_seconds', type: 'number', default: 30, min: 0, max: 3600, help: 'Run the admin health check at start and this often in the background, so `health_check_status` (and the HealthCheckFailing alert) is current without a caller; a change of state is logged. 0: only when GET /admin/health is called.' },
+  { key: 'admin.health_check.timeout_seconds', type: 'number', default: 5, min: 0.01, max: 300, aliases: ['admin.health_check.timeout'], help: 'How long each check of the admin health check may take before it counts as unhealthy.' },
   { key: 'auth.enabled', type: 'boolean', default: false, env: 'AKIDB_AUTH_ENABLED', help: 'Require a credential (API key or JWT) on every route but /health/live and /health/ready, on REST, admin and gRPC alike.' },
   { key: 'auth.api_keys', type: 'string', default: '', example: 'REPLACE_WITH_A_LONG_RANDOM_KEY:admin', env: 'AKIDB_API_KEYS', secret: true, help: 'Bootstrap API keys, comma-separated `KEY:ROLE[:TENANT]` (role `viewer`, `operator` or `admin`, default admin; keys of 16 characters or more). Held in memory only, hashed; create the rest with POST /admin/api-keys.' },
   { key: 'auth.jwt_secret', type: 'string', default: '', env: 'AKIDB_JWT_SECRET', secret: true, help: 'Shared secret for HS256 JSON Web Tokens (at least 32 bytes). Empty: HS256 tokens are refused.' },
@@ -150,7 +151,7 @@ export interface AkiConfig {
   api: { validation: { collection_name_max_length: number; vector_dimension_max: number; top_k_max: number; max_batch_size: number; max_metadata_bytes: number } };
   query: { max_filter_depth: number; max_filter_clauses: number };
   auth: { enabled: boolean; api_keys: string; jwt_secret: string; jwt_jwks_url: string; jwt_issuer: string; jwt_audience: string; jwt_role_claim: string; jwt_tenant_claim: string; jwt_clock_tolerance_seconds: number; rate_limit_per_second: number; rate_limit_burst: number };
-  admin: { enabled: boolean; bind_address: string; health_check: { check_database: boolean; check_s3: boolean; check_memory: boolean; memory_threshold: number; timeout_seconds: number } };
+  admin: { enabled: boolean; bind_address: string; health_check: { check_database: boolean; check_s3: boolean; check_memory: boolean; memory_threshold: number; interval_seconds: number; timeout_seconds: number } };
   tracing: { enabled: boolean; endpoint: string; protocol: 'auto' | 'grpc' | 'http/protobuf'; service_name: string; sample_rate: number };
 }
 

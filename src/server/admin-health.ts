@@ -1,5 +1,8 @@
+import type { Logger } from 'pino';
 import { memoryLimitBytes } from '../util/memory-limit.js';
 import type { AkiDB } from '../engine/database.js';
+import type { AkiConfig } from '../config/config-schema.js';
+import type { ServerMetrics } from '../observability/metrics.js';
 
 /** One check of the admin health report. */
 export interface AdminCheck {
@@ -72,4 +75,66 @@ export async function adminHealth(db: AkiDB, o: AdminHealthOptions): Promise<Adm
   ]);
   const status = [database, memory, object_store].every((c) => c.status !== 'unhealthy') ? 'healthy' : 'unhealthy';
   return { status, checks: { database, object_store, memory }, duration_ms: round(performance.now() - t0) };
+}
+
+/** What `checkAndRecord` needs: the database, the config, the object store's probe when there is one, and where to record. */
+export interface HealthContext {
+  db: AkiDB;
+  config: AkiConfig;
+  objectStore?: () => Promise<string>;
+  metrics: ServerMetrics | null;
+}
+
+/** Run the admin health check as `[admin.health_check]` says and record it (`health_check_status`, `health_check_duration_seconds`). */
+export async function checkAndRecord(ctx: HealthContext): Promise<AdminHealth> {
+  const hc = ctx.config.admin.health_check;
+  const report = await adminHealth(ctx.db, {
+    timeoutMs: hc.timeout_seconds * 1000,
+    checkDatabase: hc.check_database,
+    checkS3: hc.check_s3,
+    checkMemory: hc.check_memory,
+    memoryThreshold: hc.memory_threshold,
+    ...(ctx.objectStore ? { objectStore: ctx.objectStore } : {}),
+  });
+  ctx.metrics?.healthCheckStatus.set(report.status === 'healthy' ? 1 : 0);
+  ctx.metrics?.healthCheckDuration.observe(report.duration_ms / 1000);
+  return report;
+}
+
+/**
+ * Run the admin health check at start and every `[admin.health_check] interval_seconds`, so that
+ * `health_check_status` (and the HealthCheckFailing alert) is current without anyone calling
+ * GET /admin/health. A change of state is logged (warn when it turns unhealthy, naming the failed
+ * checks). Returns the function that stops it; nothing runs when the interval is 0.
+ */
+export function startHealthMonitor(ctx: HealthContext, logger: Logger): () => void {
+  const intervalMs = ctx.config.admin.health_check.interval_seconds * 1000;
+  if (intervalMs === 0) return () => undefined;
+  let last: AdminHealth['status'] | null = null;
+  let running = false;
+  let stopped = false;
+  const tick = async (): Promise<void> => {
+    if (running || stopped) return;
+    running = true;
+    try {
+      const report = await checkAndRecord(ctx);
+      if (report.status !== last) {
+        const failed = Object.fromEntries(Object.entries(report.checks).filter(([, c]) => c.status === 'unhealthy').map(([name, c]) => [name, c.message]));
+        if (report.status === 'unhealthy') logger.warn({ failed }, 'Admin health check: unhealthy');
+        else if (last !== null) logger.info({}, 'Admin health check: healthy again');
+        last = report.status;
+      }
+    } catch (err) {
+      logger.error({ err }, 'Admin health check failed to run');
+    } finally {
+      running = false;
+    }
+  };
+  void tick();
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
 }

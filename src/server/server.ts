@@ -19,6 +19,7 @@ import { Authenticator } from '../security/authenticator.js';
 import { stagingRoot } from '../backup/backup.js';
 import { isLoopback } from '../config/load-config.js';
 import { startTracing, stopTracing } from '../observability/tracing.js';
+import { startHealthMonitor } from './admin-health.js';
 
 /** The server cannot start as configured; the message says why and what to change. */
 export class StartupRefused extends Error {}
@@ -166,6 +167,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
   const adminPort = admin ? portOf(admin) : null;
   state.markReady();
   grpc?.setServing(true);
+  const stopHealthMonitor = startHealthMonitor({ db, config, metrics, ...(tiering ? { objectStore: () => tiering.checkStore() } : {}) }, logger.child({ component: 'health' }));
   logger.info({ host: config.server.host, restPort, grpcPort, adminPort, tls: tls !== null, auth: config.auth.enabled, dataDir: db.dataDir, objectStore: tiering?.storeDescription ?? null, version }, 'AkiDB ready');
 
   let stopping: Promise<void> | null = null;
@@ -174,6 +176,7 @@ export async function startServer(config: AkiConfig, mode: ServerMode, logger: L
       const graceMs = config.server.shutdown_grace_seconds * 1000;
       logger.info({ reason, graceMs }, 'Shutting down: no new requests; waiting for in-flight ones');
       state.markShuttingDown();
+      stopHealthMonitor();
       grpc?.setServing(false);
       await Promise.all([rest ? closeWithin(rest, graceMs, logger) : undefined, admin ? closeWithin(admin, graceMs, logger) : undefined, grpc?.shutdown(graceMs)]);
       for (const c of await db.openCollections()) {

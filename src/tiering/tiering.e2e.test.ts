@@ -850,6 +850,34 @@ describe('admin API for the tier', () => {
   );
 
   it(
+    'the background health check keeps health_check_status current through an outage without a caller, and logs each change once',
+    async () => {
+      const stack = await startStack();
+      const server = await startNode(stack, newDir('data'), { 'admin.health_check': { timeout_seconds: 0.3, interval_seconds: 0.2 } });
+      const checks = async (): Promise<number> => metric(await metricsText(server), 'health_check_duration_seconds_count');
+      await waitFor('a background check', async () => (await checks()) >= 1);
+      expect(metric(await metricsText(server), 'health_check_status')).toBe(1);
+
+      stack.proxy.blackhole();
+      await waitFor('the background check to see the outage', async () => metric(await metricsText(server), 'health_check_status') === 0, 10_000, 100);
+      const seen = await checks();
+      await waitFor('two more checks', async () => (await checks()) >= seen + 2, 10_000, 100);
+      const warned = server.logs.filter((l) => l.msg === 'Admin health check: unhealthy');
+      expect(warned, 'logged at the change only').toHaveLength(1);
+      expect((warned[0] as { failed?: Record<string, string> }).failed).toEqual({ object_store: expect.stringMatching(/no answer within 300 ms/) as unknown });
+
+      stack.proxy.pass();
+      await waitFor('the background check to see the store again', async () => metric(await metricsText(server), 'health_check_status') === 1, 10_000, 100);
+      expect(server.logs.filter((l) => l.msg === 'Admin health check: healthy again')).toHaveLength(1);
+      // Nobody called GET /admin/health (the label as the scrapes themselves are counted).
+      const text = await metricsText(server);
+      expect(metric(text, 'akidb_requests_total', { endpoint: '/admin/metrics' })).toBeGreaterThan(0);
+      expect(metric(text, 'akidb_requests_total', { endpoint: '/admin/health' })).toBe(0);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
     '/admin/health reports the object store unhealthy (503) while it does not answer, and healthy again after',
     async () => {
       const stack = await startStack();

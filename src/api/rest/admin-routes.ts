@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_DATABASE, DEFAULT_TENANT } from '../../engine/database.js';
-import { adminHealth } from '../../server/admin-health.js';
+import { checkAndRecord } from '../../server/admin-health.js';
 import { resolveCollection } from '../collection-api.js';
 import { withTimeout } from '../with-timeout.js';
 import type { RouteContext } from './collection-routes.js';
@@ -22,18 +22,8 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: RouteContext): vo
   const healthSchema = { type: 'object', properties: { status: { type: 'string', enum: ['healthy', 'unhealthy'] }, duration_ms: { type: 'number' }, checks: { type: 'object', properties: { database: check, object_store: check, memory: check } } } } as const;
 
   app.get('/admin/health', { schema: { summary: 'Catalog, object store and memory checks; 503 when unhealthy', tags, response: { 200: healthSchema, 503: healthSchema } } }, async (_req, reply) => {
-    const hc = config.admin.health_check;
     const tiering = ctx.tiering;
-    const report = await adminHealth(db, {
-      timeoutMs: hc.timeout_seconds * 1000,
-      checkDatabase: hc.check_database,
-      checkS3: hc.check_s3,
-      checkMemory: hc.check_memory,
-      memoryThreshold: hc.memory_threshold,
-      ...(tiering ? { objectStore: () => tiering.checkStore() } : {}),
-    });
-    metrics?.healthCheckStatus.set(report.status === 'healthy' ? 1 : 0);
-    metrics?.healthCheckDuration.observe(report.duration_ms / 1000);
+    const report = await checkAndRecord({ db, config, metrics, ...(tiering ? { objectStore: () => tiering.checkStore() } : {}) });
     return reply.status(report.status === 'healthy' ? 200 : 503).send(report);
   });
 

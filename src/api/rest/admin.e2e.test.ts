@@ -22,6 +22,10 @@ describe('admin routes over the real CLI', () => {
   });
 
   it('GET /admin/health answers 200 with the database, object store and memory checks, and feeds health_check_* metrics', async () => {
+    // The check ran once at start, before anyone asked.
+    const before = await http(server.restUrl, 'GET', '/admin/metrics');
+    expect(before.text).toMatch(/^health_check_status 1$/m);
+    expect(before.text).toMatch(/^health_check_duration_seconds_count 1$/m);
     const res = await http(server.restUrl, 'GET', '/admin/health');
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
@@ -32,7 +36,7 @@ describe('admin routes over the real CLI', () => {
     const metrics = await http(server.restUrl, 'GET', '/admin/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.text).toMatch(/^health_check_status 1$/m);
-    expect(metrics.text).toMatch(/^health_check_duration_seconds_count 1$/m);
+    expect(metrics.text).toMatch(/^health_check_duration_seconds_count 2$/m);
     expect(metrics.text).toContain('akidb_requests_total');
   });
 
@@ -90,3 +94,24 @@ describe('admin routes over the real CLI', () => {
   });
 });
 
+
+describe('the background admin health check (its run against an object-store outage is in tiering.e2e)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-admin-health-e2e-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const count = (text: string): number => Number(/^health_check_duration_seconds_count (\d+)$/m.exec(text)?.[1] ?? -1);
+
+  it('runs only when asked with interval_seconds = 0', async () => {
+    const configFile = path.join(dir, 'off.toml');
+    fs.writeFileSync(configFile, '[admin.health_check]\ninterval_seconds = 0\n');
+    const server = await startServerProcess({ dataDir: path.join(dir, 'off'), args: ['--config', configFile] });
+    try {
+      expect(count((await http(server.restUrl, 'GET', '/metrics')).text)).toBe(0);
+      expect((await http(server.restUrl, 'GET', '/admin/health')).status).toBe(200);
+      const text = (await http(server.restUrl, 'GET', '/metrics')).text;
+      expect(count(text)).toBe(1);
+      expect(text).toMatch(/^health_check_status 1$/m);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+});
