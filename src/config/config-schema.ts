@@ -106,7 +106,7 @@ export const CONFIG_SCHEMA: readonly OptionSpec[] = [
   { key: 'auth.jwt_jwks_url', type: 'string', default: '', example: 'https://auth.example.com/.well-known/jwks.json', env: 'AKIDB_JWT_JWKS_URL', help: 'JWKS document with the public keys of RS256/384/512, PS256/384/512, ES256/384 and EdDSA tokens (fetched on demand, cached). Empty: asymmetric tokens are refused.' },
   { key: 'auth.jwt_issuer', type: 'string', default: '', env: 'AKIDB_JWT_ISSUER', help: 'Required `iss` of every token. Empty: not checked.' },
   { key: 'auth.jwt_audience', type: 'string', default: '', env: 'AKIDB_JWT_AUDIENCE', help: 'Required `aud` of every token. Empty: not checked.' },
-  { key: 'auth.jwt_role_claim', type: 'string', default: 'role', help: 'Claim naming the role (`viewer`, `operator`, `admin`); an array (e.g. `roles`) grants the highest role it lists.' },
+  { key: 'auth.jwt_role_claim', type: 'string', default: 'role', help: 'Claim naming the role (`monitor`, `viewer`, `operator`, `admin`); an array (e.g. `roles`) grants the highest role it lists.' },
   { key: 'auth.jwt_tenant_claim', type: 'string', default: 'tenant', help: 'Claim naming the one tenant the token may use. Absent: all tenants.' },
   { key: 'auth.jwt_clock_tolerance_seconds', type: 'integer', default: 5, min: 0, max: 600, help: 'Clock skew allowed when checking `exp` and `nbf`.' },
   { key: 'auth.rate_limit_per_second', type: 'number', default: 0, min: 0, max: 1_000_000, env: 'AKIDB_RATE_LIMIT_PER_SECOND', help: 'Requests per second each credential may make (each client address when auth is off), as a token bucket; over it: 429 RATE_LIMITED with Retry-After (gRPC RESOURCE_EXHAUSTED). 0: no limit.' },

@@ -158,7 +158,7 @@ describe('loadConfig', () => {
       }
     };
     expect(problems({ AKIDB_API_KEYS: 'short-key-123:admin' })).toMatch(/shorter than 16/);
-    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key:root' })).toMatch(/role "root" is not viewer, operator or admin/);
+    expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key:root' })).toMatch(/role "root" is not one of monitor, viewer, operator, admin/);
     expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key:viewer:bad/tenant' })).toMatch(/tenant "bad\/tenant" is not a valid name/);
     expect(problems({ AKIDB_API_KEYS: 'a-long-enough-secret-key,a-long-enough-secret-key:viewer' })).toMatch(/listed twice/);
     for (const env of [{ AKIDB_API_KEYS: 'a-long-enough-secret-key:root' }, { AKIDB_API_KEYS: 'a-long-enough-secret-key,a-long-enough-secret-key' }]) expect(problems(env)).not.toContain('a-long-enough-secret-key');

@@ -389,7 +389,7 @@ describe('monitoring artefacts', () => {
     },
   );
 
-  it('a real server (auth on, an s3rver bucket, traffic, a 403 and a 503 outage) exports every metric the dashboards and alerts name, to an operator key', async () => {
+  it('a real server (auth on, an s3rver bucket, traffic, a 403 and a 503 outage) exports every metric the dashboards and alerts name, to a monitor key (the least role that may scrape)', async () => {
     const exprs: Expression[] = [...dashboardExpressions(), ...alertRules().map((r) => ({ where: `alerts.yaml: ${r.alert}`, expr: r.expr }))];
     const uses = new Map<string, string[]>();
     for (const e of exprs) for (const name of metricNames(e.expr)) uses.set(name, [...(uses.get(name) ?? []), e.where]);
@@ -400,7 +400,7 @@ describe('monitoring artefacts', () => {
     const proxy = await startFaultProxy(s3.port);
     cleanups.push(() => proxy.stop());
     const admin = 'monitoring-admin-key-0123456789';
-    const operator = 'monitoring-operator-key-0123456789';
+    const monitor = 'monitoring-monitor-key-0123456789';
     const configFile = path.join(root, 'config.toml');
     fs.writeFileSync(
       configFile,
@@ -419,7 +419,7 @@ describe('monitoring artefacts', () => {
       args: ['--config', configFile],
       env: {
         AKIDB_AUTH_ENABLED: 'true',
-        AKIDB_API_KEYS: `${admin}:admin,${operator}:operator`,
+        AKIDB_API_KEYS: `${admin}:admin,${monitor}:monitor`,
         AKIDB_S3_BUCKET: 'akidb',
         AKIDB_S3_ENDPOINT: proxy.endpoint,
         AKIDB_S3_ACCESS_KEY: s3.credentials.accessKeyId,
@@ -435,7 +435,7 @@ describe('monitoring artefacts', () => {
     const docs = (batch: number, n = 20) => Array.from({ length: n }, (_, i) => ({ doc_id: `d${batch}-${i}`, vector: [i + 1, batch + 1, (i * 7) % 5, 1], metadata: { batch } }));
     // Prometheus sends `authorization: { credentials: KEY }` as a bearer token.
     const scrape = async (): Promise<string> => {
-      const res = await http(server.restUrl, 'GET', '/metrics', undefined, { authorization: `Bearer ${operator}` });
+      const res = await http(server.restUrl, 'GET', '/metrics', undefined, { authorization: `Bearer ${monitor}` });
       expect(res.status, res.text).toBe(200);
       return res.text;
     };

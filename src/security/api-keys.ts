@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ApiKeyRecord } from '../catalog/catalog.js';
 import { AkiError } from '../errors.js';
-import { isRole, type Role } from './permissions.js';
+import { isRole, ROLES, type Role } from './permissions.js';
 
 /** A key given in `[auth] api_keys` / `AKIDB_API_KEYS`: held in memory, hashed, never stored. */
 export interface BootstrapKey {
@@ -34,7 +34,7 @@ export function parseBootstrapKeys(text: string): BootstrapKey[] {
     if (rest.length > 0) throw new Error(`${where}: expected KEY:ROLE[:TENANT]`);
     if (key.length < MIN_BOOTSTRAP_KEY_LENGTH) throw new Error(`${where}: the key is shorter than ${MIN_BOOTSTRAP_KEY_LENGTH} characters`);
     if (!/^[\x21-\x7e]+$/.test(key)) throw new Error(`${where}: the key must be printable ASCII without spaces`);
-    if (!isRole(role)) throw new Error(`${where}: role ${JSON.stringify(role)} is not viewer, operator or admin`);
+    if (!isRole(role)) throw new Error(`${where}: role ${JSON.stringify(role)} is not one of ${ROLES.join(', ')}`);
     if (tenant !== undefined && !TENANT.test(tenant)) throw new Error(`${where}: tenant ${JSON.stringify(tenant)} is not a valid name`);
     const keyHash = hashKey(key);
     if (seen.has(keyHash)) throw new Error(`${where}: the same key is listed twice`);

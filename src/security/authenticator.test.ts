@@ -77,7 +77,7 @@ describe('bootstrap keys (AKIDB_API_KEYS)', () => {
   it('are checked by the config, which names the entry but never prints a key', () => {
     const cases: [string, RegExp][] = [
       ['short-key:admin', /entry 1 of 1: the key is shorter than 16/],
-      [`${ADMIN_KEY}:root`, /role "root" is not viewer, operator or admin/],
+      [`${ADMIN_KEY}:root`, /role "root" is not one of monitor, viewer, operator, admin/],
       [`${ADMIN_KEY}:admin,${VIEWER_KEY}:viewer:bad/tenant`, /entry 2 of 2: tenant "bad\/tenant" is not a valid name/],
       [`${ADMIN_KEY}:admin,${ADMIN_KEY}:viewer`, /the same key is listed twice/],
       [`${ADMIN_KEY}:admin:acme:extra`, /expected KEY:ROLE\[:TENANT\]/],
@@ -201,6 +201,7 @@ describe('credentialOf', () => {
 describe('authorize', () => {
   // The intended policy, written out independently of the GRANTS table.
   const ALLOWED: Record<Role, Permission[]> = {
+    monitor: ['public', 'status'],
     viewer: ['public', 'read'],
     operator: ['public', 'read', 'write', 'status'],
     admin: ['public', 'read', 'write', 'status', 'admin'],

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { AkiError } from '../errors.js';
-import { highestRole, isRole, type Role } from './permissions.js';
+import { highestRole, isRole, ROLES, type Role } from './permissions.js';
 
 export interface JwtSettings {
   /** HS256 secret; empty: HS256 refused. */
@@ -99,7 +99,7 @@ export class JwtVerifier {
     }
     const rawRole = payload[this.#s.roleClaim];
     const role = Array.isArray(rawRole) ? highestRole(rawRole) : isRole(rawRole) ? rawRole : null;
-    if (!role) throw new AkiError('PERMISSION_DENIED', { reason: 'no_role', claim: this.#s.roleClaim }, `The token's ${this.#s.roleClaim} claim names no role (viewer, operator or admin)`);
+    if (!role) throw new AkiError('PERMISSION_DENIED', { reason: 'no_role', claim: this.#s.roleClaim }, `The token's ${this.#s.roleClaim} claim names no role (${ROLES.join(', ')})`);
     const rawTenant = payload[this.#s.tenantClaim];
     if (rawTenant !== undefined && (typeof rawTenant !== 'string' || !/^[A-Za-z0-9_.-]{1,255}$/.test(rawTenant))) throw refused(`invalid_${this.#s.tenantClaim}`, `The token's ${this.#s.tenantClaim} claim is not a tenant name`);
     return { subject: typeof payload.sub === 'string' ? payload.sub.slice(0, 200) : 'jwt', role, tenant: rawTenant ?? null, expiresAt: payload.exp! };

@@ -13,8 +13,10 @@ import { useTempDirs } from '../test-support/temp-dirs.js';
  * caller, against a real server over real sockets with auth on.
  */
 
-type Role = 'viewer' | 'operator' | 'admin';
-const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+type Role = 'monitor' | 'viewer' | 'operator' | 'admin';
+type Ranked = Exclude<Role, 'monitor'>;
+/** viewer < operator < admin; monitor stands apart: it may call the status routes only (`Probe.status`). */
+const RANK: Record<Ranked, number> = { viewer: 0, operator: 1, admin: 2 };
 
 interface Caller {
   name: string;
@@ -26,6 +28,7 @@ interface Caller {
 
 const JWT_SECRET = 'matrix-test-secret-of-at-least-32-bytes!';
 const KEYS = {
+  monitor: 'monitor-key-0123456789',
   viewer: 'viewer-key-0123456789',
   operator: 'operator-key-0123456789',
   admin: 'admin-key-0123456789abc',
@@ -43,6 +46,7 @@ async function callers(): Promise<Caller[]> {
   return [
     { name: 'no credential', headers: {}, role: null, tenant: null },
     { name: 'wrong key', headers: { 'x-api-key': 'not-a-key-of-this-server-at-all' }, role: null, tenant: null },
+    { name: 'monitor key', headers: { 'x-api-key': KEYS.monitor }, role: 'monitor', tenant: null },
     { name: 'viewer key', headers: { 'x-api-key': KEYS.viewer }, role: 'viewer', tenant: null },
     { name: 'operator key (Bearer)', headers: bearer(KEYS.operator), role: 'operator', tenant: null },
     { name: 'admin key', headers: { 'x-api-key': KEYS.admin }, role: 'admin', tenant: null },
@@ -62,7 +66,9 @@ interface Probe {
   template: string;
   path: string;
   body?: unknown;
-  needs: Role | 'public';
+  needs: Ranked | 'public';
+  /** A server-status route (health, metrics): the monitor role may call it. */
+  status?: boolean;
   global?: boolean;
   tenant: string | null;
   ok: number;
@@ -70,7 +76,7 @@ interface Probe {
 
 const V = [1, 0, 0, 0];
 function collectionProbes(prefix: string, tplPrefix: string, tenant: string): Probe[] {
-  const p = (method: string, tail: string, tplTail: string, needs: Role, ok: number, body?: unknown): Probe => ({ method, template: `${tplPrefix}${tplTail}`, path: `${prefix}${tail}`, needs, tenant, ok, ...(body === undefined ? {} : { body }) });
+  const p = (method: string, tail: string, tplTail: string, needs: Ranked, ok: number, body?: unknown): Probe => ({ method, template: `${tplPrefix}${tplTail}`, path: `${prefix}${tail}`, needs, tenant, ok, ...(body === undefined ? {} : { body }) });
   return [
     p('POST', '/collections', '/collections', 'operator', 409, { name: 'keep', dimension: 4 }),
     p('GET', '/collections', '/collections', 'viewer', 200),
@@ -88,14 +94,14 @@ function collectionProbes(prefix: string, tplPrefix: string, tenant: string): Pr
 }
 
 function probes(config: Record<string, unknown>): Probe[] {
-  const g = (method: string, path: string, needs: Role | 'public', ok: number, body?: unknown, template = path): Probe => ({ method, template, path, needs, global: needs !== 'public', tenant: null, ok, ...(body === undefined ? {} : { body }) });
+  const g = (method: string, path: string, needs: Ranked | 'public', ok: number, body?: unknown, template = path): Probe => ({ method, template, path, needs, global: needs !== 'public', tenant: null, ok, ...(body === undefined ? {} : { body }) });
   return [
     g('GET', '/health/live', 'public', 200),
     g('GET', '/health/ready', 'public', 200),
-    g('GET', '/health', 'operator', 200),
-    g('GET', '/metrics', 'operator', 200),
+    { ...g('GET', '/health', 'operator', 200), status: true },
+    { ...g('GET', '/metrics', 'operator', 200), status: true },
     { method: 'GET', template: '/openapi.json', path: '/openapi.json', needs: 'viewer', tenant: null, ok: 200 },
-    g('GET', '/api/v1/metrics/tiers', 'operator', 200),
+    { ...g('GET', '/api/v1/metrics/tiers', 'operator', 200), status: true },
     g('POST', '/api/v1/tenants', 'admin', 409, { name: 'acme' }),
     { method: 'GET', template: '/api/v1/tenants', path: '/api/v1/tenants', needs: 'viewer', tenant: null, ok: 200 },
     g('DELETE', '/api/v1/tenants/ghost', 'admin', 404, undefined, '/api/v1/tenants/{tenant}'),
@@ -130,10 +136,10 @@ function probes(config: Record<string, unknown>): Probe[] {
 }
 
 /** What `caller` must get from `probe`: the status and, for refusals, the error code. */
-function expected(probe: Pick<Probe, 'needs' | 'global' | 'tenant' | 'ok'>, caller: Caller): { status: number; code?: string } {
+function expected(probe: Pick<Probe, 'needs' | 'global' | 'tenant' | 'ok' | 'status'>, caller: Caller): { status: number; code?: string } {
   if (probe.needs === 'public') return { status: probe.ok };
   if (caller.role === null) return { status: 401, code: 'UNAUTHENTICATED' };
-  if (RANK[caller.role] < RANK[probe.needs]) return { status: 403, code: 'PERMISSION_DENIED' };
+  if (caller.role === 'monitor' ? probe.status !== true : RANK[caller.role] < RANK[probe.needs]) return { status: 403, code: 'PERMISSION_DENIED' };
   if (caller.tenant !== null && probe.global) return { status: 403, code: 'PERMISSION_DENIED' };
   if (caller.tenant !== null && probe.tenant !== null && probe.tenant !== caller.tenant) return { status: 404, code: 'TENANT_NOT_FOUND' };
   return { status: probe.ok };
@@ -168,7 +174,7 @@ describe('permission matrix: every route and method x every kind of caller, auth
       dataDir: tempDir(),
       env: {
         AKIDB_AUTH_ENABLED: 'true',
-        AKIDB_API_KEYS: `${KEYS.viewer}:viewer,${KEYS.operator}:operator,${KEYS.admin}:admin,${KEYS.acmeOperator}:operator:acme,${KEYS.globexAdmin}:admin:globex`,
+        AKIDB_API_KEYS: `${KEYS.monitor}:monitor,${KEYS.viewer}:viewer,${KEYS.operator}:operator,${KEYS.admin}:admin,${KEYS.acmeOperator}:operator:acme,${KEYS.globexAdmin}:admin:globex`,
         AKIDB_JWT_SECRET: JWT_SECRET,
         AKIDB_S3_BUCKET: 'matrix',
         AKIDB_S3_ENDPOINT: s3.endpoint,
@@ -255,7 +261,7 @@ describe('permission matrix: every route and method x every kind of caller, auth
       CollectionService: new (v1.CollectionService as grpc.ServiceClientConstructor)(addr, grpc.credentials.createInsecure()),
       CollectionManagementService: new (v1.CollectionManagementService as grpc.ServiceClientConstructor)(addr, grpc.credentials.createInsecure()),
     };
-    const methods: { service: keyof typeof clients; method: string; req: object; needs: Role; ok: grpc.status }[] = [
+    const methods: { service: keyof typeof clients; method: string; req: object; needs: Ranked; ok: grpc.status }[] = [
       { service: 'CollectionService', method: 'Insert', req: { collection: 'keep', doc_id: 'g', vector: V }, needs: 'operator', ok: grpc.status.OK },
       { service: 'CollectionService', method: 'Upsert', req: { collection: 'keep', documents: [{ doc_id: 'g', vector: V }] }, needs: 'operator', ok: grpc.status.OK },
       { service: 'CollectionService', method: 'Query', req: { collection: 'keep', query_vector: V, top_k: 1 }, needs: 'viewer', ok: grpc.status.OK },

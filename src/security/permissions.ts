@@ -1,11 +1,12 @@
 /**
- * Roles (seed 003: viewer, operator, admin) and the one table that says what every REST route
+ * Roles (seed 003's viewer, operator and admin, plus monitor for scrapers and probes) and the one table that says what every REST route
  * and gRPC method needs. A route missing from the table stops the server at start, so a new
  * route cannot ship unguarded.
  */
 
-export type Role = 'viewer' | 'operator' | 'admin';
-export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
+export type Role = 'monitor' | 'viewer' | 'operator' | 'admin';
+/** Lowest first: a token naming several roles gets the last of them here (`highestRole`). */
+export const ROLES: readonly Role[] = ['monitor', 'viewer', 'operator', 'admin'];
 
 /**
  * What a call needs:
@@ -18,6 +19,8 @@ export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
 export type Permission = 'public' | 'read' | 'write' | 'status' | 'admin';
 
 const GRANTS: Record<Role, ReadonlySet<Permission>> = {
+  // Prometheus and health probes: server status only, no collection data.
+  monitor: new Set(['public', 'status']),
   viewer: new Set(['public', 'read']),
   operator: new Set(['public', 'read', 'write', 'status']),
   admin: new Set(['public', 'read', 'write', 'status', 'admin']),

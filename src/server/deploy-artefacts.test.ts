@@ -795,7 +795,7 @@ describe('Kubernetes (deploy/k8s)', () => {
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(stopBudget(config.server.shutdown_grace_seconds));
   });
 
-  it('the ServiceMonitor scrapes /metrics on the REST Service with an operator key the server knows', () => {
+  it('the ServiceMonitor scrapes /metrics on the REST Service with a key the server knows, which may read status and not write', () => {
     const config = load(podInput(deployment, filler()));
     expect(config.features.metrics_enabled).toBe(true);
     const sm = named<ServiceMonitor>('ServiceMonitor', 'akidb');
@@ -817,6 +817,8 @@ describe('Kubernetes (deploy/k8s)', () => {
     const match = keys.find((k) => k.key === credential);
     expect(match, 'the scrape key is one of AKIDB_API_KEYS').toBeDefined();
     expect(isRole(match!.role) && roleAllows(match!.role, REST_ROUTES['GET /metrics']!.permission)).toBe(true);
+    // Least privilege: a key kept in Prometheus's config cannot read or change data.
+    expect(roleAllows(match!.role, 'read') || roleAllows(match!.role, 'write')).toBe(false);
     expect(match!.tenant).toBeUndefined();
   });
 
