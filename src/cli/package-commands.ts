@@ -27,7 +27,7 @@ async function writePackage(col: Collection, policy: string, file: string, versi
   const w = new PackageWriter(file, { collection: describe(col, policy), created_at: new Date().toISOString(), exported_by: `akidb ${version}` });
   const total = col.stats().documents;
   for await (const page of col.scan(1000)) {
-    await w.write(page.map((d) => ({ id: d.id, vector: d.vector, metadata: d.metadata ?? null, text: d.text ?? null })));
+    await w.write(page);
     progressLine(out, 'export', w.documents, total);
   }
   if (process.stderr.isTTY) out.stderr('\n');

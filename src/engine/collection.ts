@@ -34,6 +34,14 @@ export interface Document {
   text: string | null;
 }
 
+/** A document as `scan` yields it: the vector as float32, as stored. */
+export interface ScannedDocument {
+  id: string;
+  vector: Float32Array;
+  metadata: Metadata | null;
+  text: string | null;
+}
+
 export interface QueryRequest {
   vector: number[] | Float32Array;
   topK: number;
@@ -562,14 +570,14 @@ export class Collection {
    * live, so the sequence is exact only while nothing writes to the collection (export opens a
    * backup copy for that).
    */
-  async *scan(batch = 1000): AsyncGenerator<Document[]> {
+  async *scan(batch = 1000): AsyncGenerator<ScannedDocument[]> {
     this.#checkOpen();
-    let page: Document[] = [];
+    let page: ScannedDocument[] = [];
     const mems = [...this.#mems];
     for (let m = 0; m < mems.length; m++) {
       for (const [id, e] of mems[m]!.entries) {
         if (e.vector === null || (m > 0 && shadowed(mems, m, id))) continue;
-        page.push({ id, vector: Array.from(e.vector), metadata: e.metadata, text: e.text });
+        page.push({ id, vector: e.vector.slice(), metadata: e.metadata, text: e.text });
         if (page.length >= batch) {
           yield page;
           page = [];
@@ -585,7 +593,7 @@ export class Collection {
         const dim = seg.dimension;
         for (let j = 0; j < chunk.length; j++) {
           const r = chunk[j]!;
-          page.push({ id: seg.ids[r]!, vector: Array.from(vectors.subarray(j * dim, (j + 1) * dim)), metadata: seg.metadata[r]!, text: seg.texts[r]! });
+          page.push({ id: seg.ids[r]!, vector: vectors.slice(j * dim, (j + 1) * dim), metadata: seg.metadata[r]!, text: seg.texts[r]! });
         }
         if (page.length >= batch) {
           yield page;
