@@ -149,12 +149,11 @@ export async function runEngineServe(args) {
 }
 
 /**
- * Start `akidb serve` from the checkout at `root` on a new temporary data dir and free ports, with
+ * Start `akidb serve` from the checkout at `root` on `dataDir` (a new temporary one) and free ports, with
  * `env` added; resolves once it logs "AkiDB ready". Returns the child, its REST port, its data dir
  * and a one-socket keep-alive agent for `restRequest`.
  */
-export async function startServerChild(root, env = {}) {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-bench-server-'));
+export async function startServerChild(root, env = {}, dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-bench-server-'))) {
   const child = spawn(process.execPath, [path.join(root, 'dist/cli/main.js'), 'serve', '--data-dir', dataDir, '--rest-port', '0', '--grpc-port', '0', '--log-level', 'info'], { env: { ...process.env, AKIDB_LOG_FORMAT: 'json', AKIDB_CONFIG: '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let buf = '';
