@@ -166,10 +166,13 @@ export async function startServerChild(root, env = {}, dataDir = fs.mkdtempSync(
   return { child, port, dataDir, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }) };
 }
 
-/** One REST request to a `startServerChild` server; resolves with the body text of a 2xx answer, rejects otherwise. */
+/**
+ * One REST request to a `startServerChild` server; resolves with the body text of a 2xx answer,
+ * rejects otherwise. A string body is sent as it is (JSON made before the clock started).
+ */
 export function restRequest(server, method, urlPath, headers, body) {
   return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const r = http.request({ host: '127.0.0.1', port: server.port, method, path: urlPath, agent: server.agent, headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));

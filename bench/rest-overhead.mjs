@@ -6,45 +6,18 @@
 // next to the engine's own search time for the same queries (akidb_search_latency_seconds).
 //
 //   npm run build && node bench/rest-overhead.mjs [--data bench/data/data-100k-768] [--queries 2000] [--rounds 2]
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, percentile, readFbin } from './lib.mjs';
+import { parseArgs, percentile, readFbin, restRequest, startServerChild, stopServerChildren } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = parseArgs(process.argv.slice(2), { data: 'bench/data/data-100k-768', queries: 2000, rounds: 2, warmup: 300, batch: 5000 });
 const base = readFbin(path.join(args.data, 'base.fbin'));
 const q = readFbin(path.join(args.data, 'query.fbin'));
 const d = base.d;
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-rest-overhead-'));
-
-const server = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--rest-port', '0', '--grpc-port', '0', '--log-level', 'info'], { env: { ...process.env, AKIDB_LOG_FORMAT: 'json', AKIDB_CONFIG: '' }, stdio: ['ignore', 'pipe', 'inherit'] });
-const port = await new Promise((resolve, reject) => {
-  let buf = '';
-  server.stdout.on('data', (c) => {
-    buf += c;
-    for (const line of buf.split('\n')) if (line.includes('"AkiDB ready"')) resolve(JSON.parse(line).restPort);
-  });
-  server.on('exit', (code) => reject(new Error(`server exited ${code}`)));
-});
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-function req(method, urlPath, body) {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-    const r = http.request({ host: '127.0.0.1', port, method, path: urlPath, agent, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => (res.statusCode < 300 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`${res.statusCode} ${Buffer.concat(chunks)}`))));
-    });
-    r.on('error', reject);
-    if (data) r.write(data);
-    r.end();
-  });
-}
+const server = await startServerChild(ROOT);
+const req = (method, urlPath, body) => restRequest(server, method, urlPath, {}, body);
 
 await req('POST', '/api/v1/collections', { name: 'b', dimension: d });
 for (let s = 0; s < base.n; s += args.batch) {
@@ -95,7 +68,4 @@ for (const [name, runs] of Object.entries(results)) {
   const best = runs.sort((a, b) => b.qps - a.qps)[0];
   console.log(`| ${name} | ${best.qps} | ${best.p50.toFixed(3)} | ${best.p95.toFixed(3)} | ${best.engine === null ? '-' : best.engine.toFixed(3)} |`);
 }
-agent.destroy();
-server.kill('SIGTERM');
-await new Promise((r) => server.on('exit', r));
-fs.rmSync(dataDir, { recursive: true, force: true });
+await stopServerChildren([server]);
