@@ -116,7 +116,7 @@ export class Collection {
   #manifest: Manifest;
   #wal: Wal;
   /** Memtables, newest first: [0] takes writes, the rest are frozen and being flushed. Replaced, never mutated, so a query may hold it. */
-  #mems: Memtable[] = [new Memtable()];
+  #mems: Memtable[];
   #segments: Segment[] = [];
   #locator = new Map<string, Location>();
   #closed = false;
@@ -147,6 +147,7 @@ export class Collection {
     this.#manifests = manifests;
     this.#manifest = manifest;
     this.#wal = wal;
+    this.#mems = [new Memtable(info.dimension)];
     this.#nextSegmentId = manifest.nextSegmentId;
     this.#nextRowKey = manifest.nextRowKey;
   }
@@ -433,7 +434,7 @@ export class Collection {
     const { topK, ef, q, qInv, qNative, node, pred } = withSpan('query.plan', undefined, () => this.#planQuery(req));
     setSpanAttributes(span, () => ({ 'akidb.top_k': topK, 'akidb.ef_search': ef, 'akidb.filtered': node !== null, 'akidb.segments': this.#segments.length }));
     const top = new TopK<Hit>(topK);
-    withSpan('query.memtable_scan', () => ({ 'akidb.memtables': this.#mems.length, 'akidb.memtable.entries': this.#mems.reduce((a, m) => a + m.size, 0) }), () => this.#scanMemtables(q, qInv, pred, top));
+    withSpan('query.memtable_scan', () => ({ 'akidb.memtables': this.#mems.length, 'akidb.memtable.entries': this.#mems.reduce((a, m) => a + m.size, 0) }), () => this.#scanMemtables(q, qNative, qInv, pred, topK, top));
     for (const seg of this.#segments) {
       if (seg.aliveCount === 0) continue;
       withSpan('query.segment_search', () => ({ 'akidb.segment.id': seg.entry.id, 'akidb.segment.live_rows': seg.aliveCount, 'akidb.segment.indexed': seg.index !== null }), (s) => this.#searchSegment(seg, q, qNative, qInv, node, topK, ef, top, s));
@@ -469,8 +470,12 @@ export class Collection {
   }
 
   /** Memtables: exact scan, newest version of each id only. */
-  #scanMemtables(q: Float32Array, qInv: number, pred: Predicate | null, top: TopK<Hit>): void {
+  #scanMemtables(q: Float32Array, qNative: Float32Array, qInv: number, pred: Predicate | null, k: number, top: TopK<Hit>): void {
     const mems = this.#mems;
+    if (pred === null) {
+      this.#rankMemtableBlocks(q, qNative, qInv, k, top);
+      return;
+    }
     for (let m = 0; m < mems.length; m++) {
       for (const [id, e] of mems[m]!.entries) {
         if (e.vector === null) continue;
@@ -479,6 +484,45 @@ export class Collection {
         const d = rawDistance(this.metric, q, 0, e.vector, 0, this.dimension, qInv, e.invNorm);
         if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
       }
+    }
+  }
+
+  /**
+   * An unfiltered memtable scan, a vector block at a time: the SIMD kernel ranks each block's rows,
+   * asked for enough of them that the best `k` live ones are among its answer (`k` plus the
+   * block's dead rows, plus, in a frozen memtable, every id a newer one may shadow). Blocks too
+   * small for a native call are scanned here.
+   */
+  #rankMemtableBlocks(q: Float32Array, qNative: Float32Array, qInv: number, k: number, top: TopK<Hit>): void {
+    const mems = this.#mems;
+    const dim = this.dimension;
+    const metric = this.metric;
+    let newer = 0;
+    for (let m = 0; m < mems.length; m++) {
+      const mt = mems[m]!;
+      for (const block of mt.blocks) {
+        if (block.filled === block.dead) continue;
+        if (block.filled < NATIVE_SCAN_MIN_ROWS) {
+          for (let i = 0; i < block.filled; i++) {
+            const id = mt.idAt(block.firstRow + i);
+            if (id === null || (m > 0 && shadowed(mems, m, id))) continue;
+            const e = mt.entries.get(id)!;
+            const d = rawDistance(metric, q, 0, block.vectors, i * dim, dim, qInv, e.invNorm);
+            if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
+          }
+          continue;
+        }
+        const want = Math.min(block.filled, k + block.dead + (m > 0 ? newer : 0));
+        const best = exactTopK(block.vectors.subarray(0, block.filled * dim), dim, qNative, want, metric);
+        for (let i = 0; i < best.rows.length; i++) {
+          const d = best.distances[i]!;
+          if (d >= top.worst) break;
+          const id = mt.idAt(block.firstRow + Number(best.rows[i]!));
+          if (id === null || (m > 0 && shadowed(mems, m, id))) continue;
+          top.push(d, { kind: 'mem', entry: mt.entries.get(id)!, id });
+        }
+      }
+      newer += mt.size;
     }
   }
 
@@ -761,7 +805,7 @@ export class Collection {
     if (this.#active.size > 0) {
       await this.#wal.rotate((boundary) => {
         this.#active.walBoundary = boundary;
-        this.#mems = [new Memtable(), ...this.#mems];
+        this.#mems = [new Memtable(this.dimension), ...this.#mems];
       });
     }
     // Oldest first; a memtable whose flush failed stays frozen and is retried here, so the WAL

@@ -89,8 +89,9 @@ export class HnswIndex {
 export function exactTopK(vectors: Float32Array, dimension: number, query: Float32Array, k: number, metric: Metric): { rows: BigUint64Array; distances: Float32Array } {
   const count = vectors.length / dimension;
   // usearch's exactSearch reads typed arrays from the start of their buffer, ignoring
-  // byteOffset: hand it arrays that own their buffer.
-  const owned = (a: Float32Array): Float32Array => (a.byteOffset === 0 && a.buffer.byteLength === a.byteLength ? a : a.slice());
+  // byteOffset (it does take their length): an array at offset 0 is used in place, a prefix of a
+  // larger buffer included; any other is copied.
+  const owned = (a: Float32Array): Float32Array => (a.byteOffset === 0 ? a : a.slice());
   const r = usearch.exactSearch(owned(vectors), owned(query), dimension, Math.min(k, count), METRIC_KIND[metric] as never, 1);
   return { rows: r.keys, distances: r.distances };
 }
