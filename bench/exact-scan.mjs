@@ -21,7 +21,7 @@ const rows = [];
 for (const dim of [128, 768]) {
   const queries = Array.from({ length: 256 }, () => Float32Array.from({ length: dim }, () => Math.random() - 0.5));
   for (const n of [500, 2000, 9000]) {
-    const data = Array.from({ length: n }, (_, i) => ({ id: String(i), vector: Float32Array.from({ length: dim }, () => Math.random() - 0.5) }));
+    const data = Array.from({ length: n }, (_, i) => ({ id: String(i), vector: Float32Array.from({ length: dim }, () => Math.random() - 0.5), metadata: { half: i % 2 } }));
     const opened = [];
     for (const e of engines) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'akidb-exact-bench-'));
@@ -30,16 +30,17 @@ for (const dim of [128, 768]) {
       for (let i = 0; i < n; i += 1000) await col.upsert(data.slice(i, i + 1000));
       opened.push({ e, dir, db, col });
     }
-    for (const where of ['memtable', 'raw segment']) {
+    for (const where of ['memtable', 'memtable, filter matching half', 'raw segment']) {
+      const filter = where.includes('filter') ? { half: 0 } : undefined;
       if (where === 'raw segment') for (const o of opened) await o.col.flush();
       const results = new Map(opened.map((o) => [o.e.name, []]));
-      for (const o of opened) for (let i = 0; i < 200; i++) o.col.querySync({ vector: queries[i % 256], topK: 10, includeMetadata: false });
+      for (const o of opened) for (let i = 0; i < 200; i++) o.col.querySync({ vector: queries[i % 256], topK: 10, includeMetadata: false, filter });
       for (let r = 0; r < args.rounds; r++) {
         for (const o of opened) {
           const lat = new Float64Array(args.queries);
           for (let i = 0; i < args.queries; i++) {
             const t = performance.now();
-            o.col.querySync({ vector: queries[i % 256], topK: 10, includeMetadata: false });
+            o.col.querySync({ vector: queries[i % 256], topK: 10, includeMetadata: false, filter });
             lat[i] = performance.now() - t;
           }
           lat.sort();

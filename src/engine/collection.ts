@@ -469,60 +469,70 @@ export class Collection {
     return { topK, ef, q, qInv, qNative, node, pred };
   }
 
-  /** Memtables: exact scan, newest version of each id only. */
-  #scanMemtables(q: Float32Array, qNative: Float32Array, qInv: number, pred: Predicate | null, k: number, top: TopK<Hit>): void {
-    const mems = this.#mems;
-    if (pred === null) {
-      this.#rankMemtableBlocks(q, qNative, qInv, k, top);
-      return;
-    }
-    for (let m = 0; m < mems.length; m++) {
-      for (const [id, e] of mems[m]!.entries) {
-        if (e.vector === null) continue;
-        if (m > 0 && shadowed(mems, m, id)) continue;
-        if (pred && !pred(e.metadata)) continue;
-        const d = rawDistance(this.metric, q, 0, e.vector, 0, this.dimension, qInv, e.invNorm);
-        if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
-      }
-    }
-  }
-
   /**
-   * An unfiltered memtable scan, a vector block at a time: the SIMD kernel ranks each block's rows,
-   * asked for enough of them that the best `k` live ones are among its answer (`k` plus the
-   * block's dead rows, plus, in a frozen memtable, every id a newer one may shadow). Blocks too
-   * small for a native call are scanned here.
+   * Memtables: an exact scan of the newest version of each id, a vector block at a time. A block's
+   * qualifying rows (live, not shadowed by a newer memtable, matching the filter) are ranked by
+   * the SIMD kernel: the whole block in place when most of it qualifies, asking for `k` plus the
+   * rows that do not (so the best `k` that do are always among the answer); a gathered copy of
+   * the qualifying rows when few do; a loop here when too few for a native call.
    */
-  #rankMemtableBlocks(q: Float32Array, qNative: Float32Array, qInv: number, k: number, top: TopK<Hit>): void {
+  #scanMemtables(q: Float32Array, qNative: Float32Array, qInv: number, pred: Predicate | null, k: number, top: TopK<Hit>): void {
     const mems = this.#mems;
     const dim = this.dimension;
     const metric = this.metric;
-    let newer = 0;
     for (let m = 0; m < mems.length; m++) {
       const mt = mems[m]!;
       for (const block of mt.blocks) {
-        if (block.filled === block.dead) continue;
-        if (block.filled < NATIVE_SCAN_MIN_ROWS) {
-          for (let i = 0; i < block.filled; i++) {
-            const id = mt.idAt(block.firstRow + i);
-            if (id === null || (m > 0 && shadowed(mems, m, id))) continue;
-            const e = mt.entries.get(id)!;
-            const d = rawDistance(metric, q, 0, block.vectors, i * dim, dim, qInv, e.invNorm);
-            if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id });
+        const { filled, firstRow } = block;
+        if (filled === block.dead) continue;
+        // Which rows qualify; null: every live row (the newest memtable, unfiltered).
+        let mask: Uint8Array | null = null;
+        let count = filled - block.dead;
+        if (pred !== null || m > 0) {
+          mask = new Uint8Array(filled);
+          count = 0;
+          for (let i = 0; i < filled; i++) {
+            const e = mt.entryAt(firstRow + i);
+            if (e === null || (pred !== null && !pred(e.metadata)) || (m > 0 && shadowed(mems, m, mt.idAt(firstRow + i)!))) continue;
+            mask[i] = 1;
+            count += 1;
+          }
+        }
+        if (count === 0) continue;
+        const qualifies = (i: number): boolean => (mask === null ? mt.entryAt(firstRow + i) !== null : mask[i] === 1);
+        const push = (i: number, d: number): void => top.push(d, { kind: 'mem', entry: mt.entryAt(firstRow + i)!, id: mt.idAt(firstRow + i)! });
+        if (count < NATIVE_SCAN_MIN_ROWS) {
+          for (let i = 0; i < filled; i++) {
+            if (!qualifies(i)) continue;
+            const d = rawDistance(metric, q, 0, block.vectors, i * dim, dim, qInv, mt.entryAt(firstRow + i)!.invNorm);
+            if (d < top.worst) push(i, d);
           }
           continue;
         }
-        const want = Math.min(block.filled, k + block.dead + (m > 0 ? newer : 0));
-        const best = exactTopK(block.vectors.subarray(0, block.filled * dim), dim, qNative, want, metric);
-        for (let i = 0; i < best.rows.length; i++) {
-          const d = best.distances[i]!;
+        if (count * 4 < filled) {
+          const rows = new Int32Array(count);
+          const gathered = new Float32Array(count * dim);
+          for (let i = 0, n = 0; i < filled; i++) {
+            if (!qualifies(i)) continue;
+            gathered.set(block.vectors.subarray(i * dim, (i + 1) * dim), n * dim);
+            rows[n++] = i;
+          }
+          const best = exactTopK(gathered, dim, qNative, Math.min(k, count), metric);
+          for (let j = 0; j < best.rows.length; j++) {
+            const d = best.distances[j]!;
+            if (d >= top.worst) break;
+            push(rows[Number(best.rows[j]!)]!, d);
+          }
+          continue;
+        }
+        const best = exactTopK(block.vectors.subarray(0, filled * dim), dim, qNative, Math.min(filled, k + (filled - count)), metric);
+        for (let j = 0; j < best.rows.length; j++) {
+          const d = best.distances[j]!;
           if (d >= top.worst) break;
-          const id = mt.idAt(block.firstRow + Number(best.rows[i]!));
-          if (id === null || (m > 0 && shadowed(mems, m, id))) continue;
-          top.push(d, { kind: 'mem', entry: mt.entries.get(id)!, id });
+          const i = Number(best.rows[j]!);
+          if (qualifies(i)) push(i, d);
         }
       }
-      newer += mt.size;
     }
   }
 

@@ -34,16 +34,26 @@ function distance(metric: Metric, a: Float32Array, b: Float32Array): number {
   return 1 - dot;
 }
 
-function check(col: Collection, model: Map<string, Float32Array>, metric: Metric, rand: () => number, where: string): void {
+interface Stored {
+  vector: Float32Array;
+  g: number;
+}
+
+/** Unfiltered, and filtered on `g` (a quarter of the documents match each value). */
+function check(col: Collection, model: Map<string, Stored>, metric: Metric, rand: () => number, where: string): void {
   const q = Float32Array.from({ length: DIM }, () => rand() - 0.5);
-  for (const topK of [1, 7, 40]) {
-    const got = col.querySync({ vector: q, topK, includeMetadata: false });
-    const want = [...model.values()].map((v) => distance(metric, q, v)).sort((a, b) => a - b).slice(0, topK);
-    expect(got.map((m) => m.distance), `${where}, top ${topK}: distances`).toEqual(want.map((d) => expect.closeTo(d, 4) as unknown));
-    for (const m of got) {
-      const v = model.get(m.id);
-      expect(v, `${where}: ${m.id} is live`).toBeDefined();
-      expect(m.distance, `${where}: ${m.id} at its distance`).toBeCloseTo(distance(metric, q, v!), 4);
+  for (const g of [null, 0, 2]) {
+    for (const topK of [1, 7, 40]) {
+      const got = col.querySync({ vector: q, topK, includeMetadata: false, ...(g === null ? {} : { filter: { g } }) });
+      const live = [...model.values()].filter((d) => g === null || d.g === g);
+      const want = live.map((d) => distance(metric, q, d.vector)).sort((a, b) => a - b).slice(0, topK);
+      const label = `${where}, ${g === null ? 'unfiltered' : `g = ${g}`}, top ${topK}`;
+      expect(got.map((m) => m.distance), `${label}: distances`).toEqual(want.map((d) => expect.closeTo(d, 4) as unknown));
+      for (const m of got) {
+        const d = model.get(m.id);
+        expect(d !== undefined && (g === null || d.g === g), `${label}: ${m.id} is live and matches`).toBe(true);
+        expect(m.distance, `${label}: ${m.id} at its distance`).toBeCloseTo(distance(metric, q, d!.vector), 4);
+      }
     }
   }
 }
@@ -72,7 +82,7 @@ describe('Memtable vector blocks', () => {
   });
 });
 
-describe('exact scans through the SIMD kernel agree with brute force', () => {
+describe('exact scans through the SIMD kernel agree with brute force, unfiltered and filtered', () => {
   for (const metric of ['l2', 'cosine', 'dot'] as const) {
     it(`${metric}: memtable blocks with overwrites and deletes, a frozen memtable shadowed by a newer one, raw segments whole and after deletes`, async () => {
       const rand = seededRandom(metric.length * 7919);
@@ -82,12 +92,12 @@ describe('exact scans through the SIMD kernel agree with brute force', () => {
       const db = await AkiDB.open({ dataDir, logger, hnsw: { threshold: 1_000_000 }, compaction: { thresholdOps: 1_000_000, enableBackground: false, idleFlushMs: 3_600_000 } });
       try {
         const col = await db.createCollection({ name: 'scan', dimension: DIM, metric });
-        const model = new Map<string, Float32Array>();
+        const model = new Map<string, Stored>();
         const ids = Array.from({ length: 400 }, (_, i) => `d${i}`);
         const upsert = async (n: number): Promise<void> => {
-          const docs = Array.from({ length: n }, () => ({ id: ids[Math.floor(rand() * ids.length)]!, vector: Float32Array.from({ length: DIM }, () => rand() - 0.5) }));
+          const docs = Array.from({ length: n }, () => ({ id: ids[Math.floor(rand() * ids.length)]!, vector: Float32Array.from({ length: DIM }, () => rand() - 0.5), metadata: { g: Math.floor(rand() * 4) } }));
           await col.upsert(docs);
-          for (const d of docs) model.set(d.id, d.vector);
+          for (const d of docs) model.set(d.id, { vector: d.vector, g: d.metadata.g });
         };
         const remove = async (n: number): Promise<void> => {
           const gone = Array.from({ length: n }, () => ids[Math.floor(rand() * ids.length)]!);

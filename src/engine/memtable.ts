@@ -41,6 +41,8 @@ export class Memtable {
   readonly #blocks: VectorBlock[] = [];
   /** Per row: the id it holds, or null once dead. */
   readonly #rowIds: (string | null)[] = [];
+  /** Per row: its entry while live. */
+  readonly #rowEntries: (MemEntry | null)[] = [];
   /** Per entry with a vector: its row. */
   readonly #rowOf = new Map<string, number>();
 
@@ -53,6 +55,7 @@ export class Memtable {
     const prev = this.#rowOf.get(id);
     if (prev !== undefined) {
       this.#rowIds[prev] = null;
+      this.#rowEntries[prev] = null;
       this.#blockOf(prev).dead += 1;
       this.#rowOf.delete(id);
     }
@@ -69,6 +72,7 @@ export class Memtable {
       entry.vector = block.vectors.subarray(off, off + this.#dim);
       block.filled += 1;
       this.#rowIds.push(id);
+      this.#rowEntries.push(entry);
       this.#rowOf.set(id, row);
     }
     this.entries.set(id, entry);
@@ -87,6 +91,11 @@ export class Memtable {
   /** The id `row` holds, or null when it is dead. */
   idAt(row: number): string | null {
     return this.#rowIds[row] ?? null;
+  }
+
+  /** The entry `row` holds, or null when it is dead. */
+  entryAt(row: number): MemEntry | null {
+    return this.#rowEntries[row] ?? null;
   }
 
   /** The block holding `row`: the last whose first row is not after it (binary search; blocks are in row order). */
