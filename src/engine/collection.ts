@@ -319,7 +319,7 @@ export class Collection {
     if (op.type === 'upsert') {
       for (const d of op.docs) {
         this.#supersede(d.id);
-        mt.set(d.id, { lsn, vector: d.vector, metadata: d.metadata, text: d.text, invNorm: inverseNorm(this.metric, d.vector) });
+        mt.set(d.id, { lsn, vector: d.vector, metadata: d.metadata, text: d.text, invNorm: inverseNorm(this.metric, d.vector), row: -1 });
       }
       return op.docs.length;
     }
@@ -343,7 +343,7 @@ export class Collection {
     for (const id of targets) {
       if (this.#isLive(id)) deleted += 1;
       this.#supersede(id);
-      mt.set(id, { lsn, vector: null, metadata: null, text: null, invNorm: 0 });
+      mt.set(id, { lsn, vector: null, metadata: null, text: null, invNorm: 0, row: -1 });
     }
     return deleted;
   }
@@ -480,57 +480,50 @@ export class Collection {
     const mems = this.#mems;
     const dim = this.dimension;
     const metric = this.metric;
+    // Which rows of the block at hand qualify: one buffer for the whole query, sized to the largest block.
+    let mask = new Uint8Array(0);
     for (let m = 0; m < mems.length; m++) {
       const mt = mems[m]!;
       for (const block of mt.blocks) {
-        const { filled, firstRow } = block;
+        const { filled, firstRow, vectors } = block;
         if (filled === block.dead) continue;
-        // Which rows qualify; null: every live row (the newest memtable, unfiltered).
-        let mask: Uint8Array | null = null;
-        let count = filled - block.dead;
-        if (pred !== null || m > 0) {
-          mask = new Uint8Array(filled);
-          count = 0;
-          for (let i = 0; i < filled; i++) {
-            const e = mt.entryAt(firstRow + i);
-            if (e === null || (pred !== null && !pred(e.metadata)) || (m > 0 && shadowed(mems, m, mt.idAt(firstRow + i)!))) continue;
-            mask[i] = 1;
-            count += 1;
-          }
+        if (mask.length < filled) mask = new Uint8Array(vectors.length / dim);
+        let count = 0;
+        for (let i = 0; i < filled; i++) {
+          const e = mt.entryAt(firstRow + i);
+          const ok = e !== null && (pred === null || pred(e.metadata)) && (m === 0 || !shadowed(mems, m, mt.idAt(firstRow + i)!));
+          mask[i] = ok ? 1 : 0;
+          if (ok) count += 1;
         }
         if (count === 0) continue;
-        const qualifies = (i: number): boolean => (mask === null ? mt.entryAt(firstRow + i) !== null : mask[i] === 1);
-        const push = (i: number, d: number): void => top.push(d, { kind: 'mem', entry: mt.entryAt(firstRow + i)!, id: mt.idAt(firstRow + i)! });
         if (count < NATIVE_SCAN_MIN_ROWS) {
           for (let i = 0; i < filled; i++) {
-            if (!qualifies(i)) continue;
-            const d = rawDistance(metric, q, 0, block.vectors, i * dim, dim, qInv, mt.entryAt(firstRow + i)!.invNorm);
-            if (d < top.worst) push(i, d);
+            if (mask[i] === 0) continue;
+            const e = mt.entryAt(firstRow + i)!;
+            const d = rawDistance(metric, q, 0, vectors, i * dim, dim, qInv, e.invNorm);
+            if (d < top.worst) top.push(d, { kind: 'mem', entry: e, id: mt.idAt(firstRow + i)! });
           }
           continue;
         }
-        if (count * 4 < filled) {
-          const rows = new Int32Array(count);
-          const gathered = new Float32Array(count * dim);
+        // Most rows qualify: rank the block in place, asking for k plus the rows that do not.
+        // Few do: rank a gathered copy of them.
+        const gather = count * 4 < filled;
+        const rows = gather ? new Int32Array(count) : null;
+        let ranked = vectors.subarray(0, filled * dim);
+        if (rows !== null) {
+          ranked = new Float32Array(count * dim);
           for (let i = 0, n = 0; i < filled; i++) {
-            if (!qualifies(i)) continue;
-            gathered.set(block.vectors.subarray(i * dim, (i + 1) * dim), n * dim);
+            if (mask[i] === 0) continue;
+            ranked.set(vectors.subarray(i * dim, (i + 1) * dim), n * dim);
             rows[n++] = i;
           }
-          const best = exactTopK(gathered, dim, qNative, Math.min(k, count), metric);
-          for (let j = 0; j < best.rows.length; j++) {
-            const d = best.distances[j]!;
-            if (d >= top.worst) break;
-            push(rows[Number(best.rows[j]!)]!, d);
-          }
-          continue;
         }
-        const best = exactTopK(block.vectors.subarray(0, filled * dim), dim, qNative, Math.min(filled, k + (filled - count)), metric);
+        const best = exactTopK(ranked, dim, qNative, rows !== null ? Math.min(k, count) : Math.min(filled, k + (filled - count)), metric);
         for (let j = 0; j < best.rows.length; j++) {
           const d = best.distances[j]!;
           if (d >= top.worst) break;
-          const i = Number(best.rows[j]!);
-          if (qualifies(i)) push(i, d);
+          const i = rows !== null ? rows[Number(best.rows[j]!)]! : Number(best.rows[j]!);
+          if (mask[i] === 1) top.push(d, { kind: 'mem', entry: mt.entryAt(firstRow + i)!, id: mt.idAt(firstRow + i)! });
         }
       }
     }

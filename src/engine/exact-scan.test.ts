@@ -62,7 +62,7 @@ describe('Memtable vector blocks', () => {
   it('copies vectors into growing blocks, hands back views of the copies, and counts dead rows per block', () => {
     const mt = new Memtable(2);
     const v = (x: number): Float32Array => Float32Array.of(x, -x);
-    for (let i = 0; i < 200; i++) mt.set(`id${i}`, { lsn: i, vector: v(i), metadata: null, text: null, invNorm: 1 });
+    for (let i = 0; i < 200; i++) mt.set(`id${i}`, { lsn: i, vector: v(i), metadata: null, text: null, invNorm: 1, row: -1 });
     expect(mt.blocks.map((b) => [b.firstRow, b.vectors.length / 2, b.filled])).toEqual([
       [0, 64, 64],
       [64, 128, 128],
@@ -71,8 +71,8 @@ describe('Memtable vector blocks', () => {
     const e = mt.entries.get('id70')!;
     expect(Array.from(e.vector!)).toEqual([70, -70]);
     expect(e.vector!.buffer).toBe(mt.blocks[1]!.vectors.buffer);
-    mt.set('id70', { lsn: 300, vector: v(7), metadata: null, text: null, invNorm: 1 });
-    mt.set('id3', { lsn: 301, vector: null, metadata: null, text: null, invNorm: 0 });
+    mt.set('id70', { lsn: 300, vector: v(7), metadata: null, text: null, invNorm: 1, row: -1 });
+    mt.set('id3', { lsn: 301, vector: null, metadata: null, text: null, invNorm: 0, row: -1 });
     expect(mt.blocks.map((b) => b.dead)).toEqual([1, 1, 0]);
     expect(mt.idAt(70)).toBeNull();
     expect(mt.idAt(3)).toBeNull();

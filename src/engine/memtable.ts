@@ -8,6 +8,8 @@ export interface MemEntry {
   metadata: Metadata | null;
   text: string | null;
   invNorm: number;
+  /** Its row in the memtable's vector blocks (set by `set`); -1 for a tombstone. */
+  row: number;
 }
 
 /** One block of the vector arena, as the query scan sees it. */
@@ -43,8 +45,6 @@ export class Memtable {
   readonly #rowIds: (string | null)[] = [];
   /** Per row: its entry while live. */
   readonly #rowEntries: (MemEntry | null)[] = [];
-  /** Per entry with a vector: its row. */
-  readonly #rowOf = new Map<string, number>();
 
   constructor(dimension: number) {
     this.#dim = dimension;
@@ -52,13 +52,13 @@ export class Memtable {
 
   /** Take `entry` as the newest version of `id`; its vector is copied into the arena and replaced by a view of the copy. */
   set(id: string, entry: MemEntry): void {
-    const prev = this.#rowOf.get(id);
-    if (prev !== undefined) {
+    const prev = this.entries.get(id)?.row ?? -1;
+    if (prev >= 0) {
       this.#rowIds[prev] = null;
       this.#rowEntries[prev] = null;
       this.#blockOf(prev).dead += 1;
-      this.#rowOf.delete(id);
     }
+    entry.row = -1;
     if (entry.vector !== null) {
       const row = this.#rowIds.length;
       let block = this.#blocks.at(-1);
@@ -73,7 +73,7 @@ export class Memtable {
       block.filled += 1;
       this.#rowIds.push(id);
       this.#rowEntries.push(entry);
-      this.#rowOf.set(id, row);
+      entry.row = row;
     }
     this.entries.set(id, entry);
     this.ops += 1;
